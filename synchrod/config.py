@@ -1,0 +1,262 @@
+"""Configuration: the YAML schema and the immutable objects built from it.
+
+``load(path)`` returns a :class:`Config` or raises :class:`ConfigError` naming
+the key path. Nothing here does I/O beyond reading the file.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from .validator import (ConfigError, Field, ListOf, Section, abs_path, boolean, choice, dsn,
+                        integer, listen_address, name, number, text, timestamp)
+
+DEFAULT_PATH = "/etc/synchrod/synchrod.yaml"
+
+INTERVALS = ("yesterday", "last_week", "last_month", "custom", "all")
+
+_target_path = Section({
+    "path": Field(abs_path),
+    "priority": Field(integer(-1000, 1000), 0),
+    "balance": Field(number(0, lo_exclusive=True), 1.0),
+    "watermark": Field(integer(1, 100), None, nullable=True),
+})
+
+_video_paths = Section({
+    "default_path": Field(abs_path),
+    "default_watermark": Field(integer(1, 100), None, nullable=True),
+    "additional_paths": Field(ListOf(_target_path), list),
+})
+
+SCHEMA = Section({
+    "synchro": Field(Section({
+        "enabled": Field(boolean, True),
+        "sleep_period": Field(integer(1, 86400)),
+        "calls_per_period": Field(integer(1, 100000), 200),
+        "only_finished": Field(boolean, True),
+        "only_processed": Field(boolean, True),
+        "synchronize_voice_tags": Field(boolean, True),
+        "synchronize_speech_tags": Field(boolean, True),
+        "mark_erroneous": Field(boolean, False),
+        "max_attempts": Field(integer(1, 1000), 3),
+        "backoff_base": Field(integer(1, 3600), 30),
+        "synchronize_couples_without_streams": Field(boolean, False),
+        "verify": Field(choice("size", "sha256"), "size"),
+        "start_at": Field(timestamp, None, nullable=True),
+        "copy_workers": Field(integer(1, 64), 4),
+        "manage_source_index": Field(boolean, True),
+    })),
+    "target": Field(Section({
+        "sysname": Field(name),
+        "database": Field(dsn),
+        "default_path": Field(abs_path),
+        "default_watermark": Field(integer(1, 100), 90),
+        "additional_paths": Field(ListOf(_target_path), list),
+        "video_paths": Field(_video_paths, None, nullable=True),
+    })),
+    "sources": Field(ListOf(Section({
+        "sysname": Field(name),
+        "enabled": Field(boolean, True),
+        "group": Field(name, "default"),
+        "interval": Field(choice(*INTERVALS), "last_week"),
+        "custom_interval_days": Field(integer(1, 36500), None, nullable=True),
+        "synchronize_already_synchronized": Field(boolean, False),
+        "database": Field(dsn),
+        "mount_path": Field(abs_path),
+        "require_mount": Field(boolean, False),
+        "copy_files": Field(boolean, True),
+        "only_mixed": Field(boolean, False),
+        "synchronize_audio": Field(boolean, True),
+        "synchronize_video": Field(boolean, True),
+        "synchronize_screens_recd": Field(boolean, True),
+        "synchronize_index_files": Field(boolean, True),
+    })), list),
+    "monitor": Field(Section({
+        "enabled": Field(boolean, True),
+        "listen": Field(listen_address, "127.0.0.1:9218"),
+        "jwt_secret_file": Field(abs_path, "/var/lib/synchrod/jwt.secret"),
+        "token_ttl": Field(integer(60, 7 * 86400), 3600),
+        "users": Field(ListOf(Section({
+            "name": Field(name),
+            "password_hash": Field(text),
+        })), list),
+    }), dict),
+    "logging": Field(Section({
+        "level": Field(choice("debug", "info", "warning", "error"), "info"),
+        "format": Field(choice("json", "console"), "json"),
+    }), dict),
+})
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPath:
+    path: str
+    priority: int
+    balance: float
+    watermark: int
+
+
+@dataclass(frozen=True, slots=True)
+class SynchroConfig:
+    enabled: bool
+    sleep_period: int
+    calls_per_period: int
+    only_finished: bool
+    only_processed: bool
+    synchronize_voice_tags: bool
+    synchronize_speech_tags: bool
+    mark_erroneous: bool
+    max_attempts: int
+    backoff_base: int
+    synchronize_couples_without_streams: bool
+    verify: str
+    start_at: dt.datetime | None
+    copy_workers: int
+    manage_source_index: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TargetConfig:
+    sysname: str
+    database: str
+    audio_paths: tuple[TargetPath, ...]
+    video_paths: tuple[TargetPath, ...]   # equal to audio_paths when video_paths is unset
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    sysname: str
+    enabled: bool
+    group: str
+    interval: str
+    custom_interval_days: int | None
+    synchronize_already_synchronized: bool
+    database: str
+    mount_path: str
+    require_mount: bool
+    copy_files: bool
+    only_mixed: bool
+    synchronize_audio: bool
+    synchronize_video: bool
+    synchronize_screens_recd: bool
+    synchronize_index_files: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorUser:
+    name: str
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    enabled: bool
+    listen: str
+    jwt_secret_file: str
+    token_ttl: int
+    users: tuple[MonitorUser, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str | None
+    synchro: SynchroConfig
+    target: TargetConfig
+    sources: tuple[SourceConfig, ...]
+    monitor: MonitorConfig
+    logging: LoggingConfig
+
+    def source(self, sysname: str) -> SourceConfig:
+        for src in self.sources:
+            if src.sysname == sysname:
+                return src
+        raise KeyError(sysname)
+
+
+def _paths(default_path: str, default_watermark: int, extra: list[dict]) -> tuple[TargetPath, ...]:
+    paths = [TargetPath(default_path, 0, 1.0, default_watermark)]
+    for p in extra:
+        wm = p["watermark"] if p["watermark"] is not None else default_watermark
+        paths.append(TargetPath(p["path"], p["priority"], p["balance"], wm))
+    return tuple(paths)
+
+
+def _check_rules(data: dict[str, Any]) -> None:
+    """Cross-field rules that the per-key checkers cannot see."""
+    seen = {data["target"]["sysname"]: "target.sysname"}
+    for i, src in enumerate(data["sources"]):
+        where = f"sources[{i}]"
+        if src["sysname"] in seen:
+            raise ConfigError(f"{where}.sysname",
+                              f"{src['sysname']!r} is already used by {seen[src['sysname']]}")
+        seen[src["sysname"]] = f"{where}.sysname"
+        if src["interval"] == "custom" and src["custom_interval_days"] is None:
+            raise ConfigError(f"{where}.custom_interval_days", "is required when interval is custom")
+        if src["interval"] != "custom" and src["custom_interval_days"] is not None:
+            raise ConfigError(f"{where}.custom_interval_days", "is only allowed when interval is custom")
+        if src["mount_path"] == "/":
+            raise ConfigError(f"{where}.mount_path", "must not be the root directory")
+    tgt = data["target"]
+    for key, section in (("target", tgt), ("target.video_paths", tgt["video_paths"])):
+        if section is None:
+            continue
+        seen_paths = {section["default_path"]: f"{key}.default_path"}
+        for i, p in enumerate(section["additional_paths"]):
+            if p["path"] in seen_paths:
+                raise ConfigError(f"{key}.additional_paths[{i}].path",
+                                  f"duplicates {seen_paths[p['path']]}")
+            seen_paths[p["path"]] = f"{key}.additional_paths[{i}].path"
+
+
+def from_dict(raw: Any, path: str | None = None) -> Config:
+    data = SCHEMA(raw, "")
+    _check_rules(data)
+    s, t, m, lg = data["synchro"], data["target"], data["monitor"], data["logging"]
+    audio = _paths(t["default_path"], t["default_watermark"], t["additional_paths"])
+    if t["video_paths"] is not None:
+        v = t["video_paths"]
+        wm = v["default_watermark"] if v["default_watermark"] is not None else t["default_watermark"]
+        video = _paths(v["default_path"], wm, v["additional_paths"])
+    else:
+        video = audio
+    return Config(
+        path=path,
+        synchro=SynchroConfig(**s),
+        target=TargetConfig(t["sysname"], t["database"], audio, video),
+        sources=tuple(SourceConfig(**src) for src in data["sources"]),
+        monitor=MonitorConfig(m["enabled"], m["listen"], m["jwt_secret_file"], m["token_ttl"],
+                              tuple(MonitorUser(**u) for u in m["users"])),
+        logging=LoggingConfig(**lg),
+    )
+
+
+def resolve_path(cli_path: str | None) -> str:
+    return cli_path or os.environ.get("SYNCHROD_CONFIG") or DEFAULT_PATH
+
+
+def load(path: str) -> Config:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError("", f"configuration file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read configuration file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError("", f"{path} is not valid YAML{where}: "
+                              f"{getattr(exc, 'problem', None) or exc}") from None
+    if raw is None:
+        raise ConfigError("", f"{path} is empty")
+    return from_dict(raw, path)

@@ -1,0 +1,34 @@
+"""What to do with one candidate call against what the target holds (SPEC §3.5)."""
+from __future__ import annotations
+
+import enum
+
+from .model import TargetCouple
+from .quality import Quality, quality, source_is_better
+
+
+class Action(enum.Enum):
+    INSERT = "insert"    # no target couple with this sid: copy media, insert rows, mark S
+    REPLACE = "replace"  # target copy is worse: replace media and columns, union metadata, mark S
+    MERGE = "merge"      # target copy is equal or better: union metadata only, mark N
+
+
+def target_quality(t: TargetCouple) -> Quality:
+    return quality(t.state, t.problemstatus, t.nfiles, t.nbytes, t.length)
+
+
+def decide(source: Quality, target: TargetCouple | None) -> Action:
+    if target is None:
+        return Action.INSERT
+    if source_is_better(source, target_quality(target)):
+        return Action.REPLACE
+    return Action.MERGE
+
+
+def mark_for(action: Action, recorded: str | None) -> str:
+    """The source mark. A call this source already delivered keeps the mark it
+    was given (a crash between target commit and source mark must not turn an
+    ``S`` into an ``N`` on the retry)."""
+    if action is Action.MERGE:
+        return recorded if recorded in ("S", "N") else "N"
+    return "S"

@@ -1,0 +1,7 @@
+"""Exit statuses (sysexits.h where one fits)."""
+OK = 0
+FAILED = 1          # some calls failed / some check failed
+USAGE = 64          # EX_USAGE
+UNAVAILABLE = 69    # EX_UNAVAILABLE: the target database cannot be reached
+SOFTWARE = 70       # EX_SOFTWARE
+CONFIG = 78         # EX_CONFIG

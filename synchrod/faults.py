@@ -1,0 +1,52 @@
+"""Failure-injection points for the crash and fault tests.
+
+Inert unless ``SYNCHROD_FAULT`` names a point. The tests run real ``synchrod``
+processes with it set and check that the next cycle repairs whatever the
+interruption left. Actions (``SYNCHROD_FAULT_ACTION``):
+
+- ``kill`` (default): SIGKILL this process, the harshest crash there is;
+- ``raise``: raise :class:`FaultInjected` (an unexpected exception);
+- ``hang``: block until the file named by ``SYNCHROD_FAULT_RELEASE`` exists.
+
+``SYNCHROD_FAULT_SKIP=N`` lets the point pass N times before it fires.
+
+Points, in the order a cycle reaches them: ``after_load``, ``source_read``,
+``copy_partial``, ``after_copy``, ``after_sync``, ``after_commit``,
+``after_mark``.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+POINTS = ("after_load", "source_read", "copy_partial", "after_copy", "after_sync",
+          "after_commit", "after_mark")
+
+_lock = threading.Lock()
+_passed: dict[str, int] = {}
+
+
+class FaultInjected(RuntimeError):
+    pass
+
+
+def point(name: str) -> None:
+    if os.environ.get("SYNCHROD_FAULT") != name:
+        return
+    with _lock:
+        seen = _passed.get(name, 0)
+        _passed[name] = seen + 1
+    if seen < int(os.environ.get("SYNCHROD_FAULT_SKIP", "0")):
+        return
+    action = os.environ.get("SYNCHROD_FAULT_ACTION", "kill")
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(60)  # never reached: the kill lands first
+    elif action == "raise":
+        raise FaultInjected(f"fault injected at {name}")
+    elif action == "hang":
+        release = os.environ.get("SYNCHROD_FAULT_RELEASE", "")
+        while not (release and os.path.exists(release)):
+            time.sleep(0.05)

@@ -1,0 +1,251 @@
+"""How media bytes move: safe opening of recorder files, durable copies,
+filesystem usage and removal. Blocking calls, run in a per-source pool.
+
+Errors are split by whose fault they are: :class:`CallError` belongs to one
+call (missing file, unsafe path, size mismatch) and counts as an attempt;
+:class:`TargetError` is the replay storage's (full, read-only) and never
+marks a call.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import hashlib
+import os
+import re
+import stat
+
+from . import faults
+from .core.naming import temp_name
+from .core.pathsafety import is_inside, join_under, unsafe_reason
+from .core.placement import FsUsage
+
+CHUNK = 8 << 20
+DIR_MODE = 0o750
+FILE_MODE = 0o640
+_SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+_TARGET_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+class CallError(Exception):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
+
+
+class TargetError(Exception):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
+
+
+def _target_error(exc: OSError, path: str) -> TargetError:
+    reason = "storage_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "target_unwritable"
+    return TargetError(reason, f"{path}: {exc.strerror}")
+
+
+# --- reading recorder files -------------------------------------------------
+
+def resolve_source(mount_real: str, mount_path: str, cfpath: str) -> str:
+    """The real path of a recorder file, refused unless it is inside the mount."""
+    reason = unsafe_reason(cfpath)
+    if reason:
+        raise CallError("unsafe_path", f"{cfpath!r}: {reason}")
+    real = os.path.realpath(join_under(mount_path, cfpath))
+    if not is_inside(mount_real, real):
+        raise CallError("unsafe_path", f"{cfpath!r} resolves outside the mount path")
+    return real
+
+
+def open_source(mount_real: str, mount_path: str, cfpath: str) -> tuple[int, os.stat_result]:
+    """Opens a recorder file for reading; refuses anything but a regular file
+    inside the mount (a FIFO or device would hang the copy or never end)."""
+    real = resolve_source(mount_real, mount_path, cfpath)
+    faults.point("source_read")
+    try:
+        before = os.stat(real)
+    except FileNotFoundError:
+        raise CallError("missing_file", f"{cfpath} does not exist") from None
+    except OSError as exc:
+        raise CallError("io_error", f"{cfpath}: {exc.strerror}") from None
+    if not stat.S_ISREG(before.st_mode):
+        raise CallError("unsafe_path", f"{cfpath} is not a regular file")
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise CallError("missing_file", f"{cfpath} does not exist") from None
+    except OSError as exc:
+        raise CallError("io_error", f"{cfpath}: {exc.strerror}") from None
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise CallError("unsafe_path", f"{cfpath} changed while being opened")
+    return fd, st
+
+
+def check_size(cfpath: str, actual: int, expected: int) -> None:
+    """The file must be as large as the recorder says (when it says)."""
+    if expected and actual != expected:
+        raise CallError("size_mismatch", f"{cfpath}: {actual} bytes, recorder says {expected}")
+
+
+def check_digest(cfpath: str, actual: str, recorded: str | None) -> None:
+    if recorded and _SHA256_HEX.match(recorded) and recorded.lower() != actual:
+        raise CallError("digest_mismatch", f"{cfpath}: sha256 {actual}, recorder says {recorded}")
+
+
+def hash_fd(fd: int, size: int) -> str:
+    h = hashlib.sha256()
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, min(CHUNK, size - offset), offset)
+        if not chunk:
+            break
+        h.update(chunk)
+        offset += len(chunk)
+    return h.hexdigest()
+
+
+# --- writing target files -----------------------------------------------------
+
+def _copy_range(src: int, dst: int, size: int) -> int:
+    """Kernel-side copy; falls back to sendfile, then to read/write."""
+    copied = 0
+    use = "copy_file_range"
+    while copied < size:
+        n = min(CHUNK, size - copied)
+        try:
+            if use == "copy_file_range":
+                done = os.copy_file_range(src, dst, n, copied, copied)
+            elif use == "sendfile":
+                done = os.sendfile(dst, src, copied, n)
+            else:
+                buf = os.pread(src, n, copied)
+                done = os.write(dst, buf) if buf else 0
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP) and copied == 0 \
+                    and use != "readwrite":
+                use = "sendfile" if use == "copy_file_range" else "readwrite"
+                continue
+            raise
+        if done == 0:
+            break  # source shorter than it said; the size check reports it
+        copied += done
+        if copied == done:
+            faults.point("copy_partial")
+    return copied
+
+
+def _copy_hashing(src: int, dst: int, size: int) -> tuple[int, str]:
+    h = hashlib.sha256()
+    copied = 0
+    while copied < size:
+        buf = os.pread(src, min(CHUNK, size - copied), copied)
+        if not buf:
+            break
+        h.update(buf)
+        view = memoryview(buf)
+        while view:
+            view = view[os.write(dst, view):]
+        copied += len(buf)
+        if copied == len(buf):
+            faults.point("copy_partial")
+    return copied, h.hexdigest()
+
+
+def copy_to(src_fd: int, size: int, dest: str, sha256: bool) -> str | None:
+    """Copies ``size`` bytes to ``dest`` through a temporary sibling and a
+    rename, so ``dest`` is either absent or complete. Durability comes from
+    :func:`syncfs` of the batch. Returns the sha256 when asked for."""
+    directory = os.path.dirname(dest)
+    tmp = temp_name(dest)
+    try:
+        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+    except OSError as exc:
+        raise _target_error(exc, directory) from None
+    digest = None
+    try:
+        try:
+            if sha256:
+                copied, digest = _copy_hashing(src_fd, out, size)
+            else:
+                copied = _copy_range(src_fd, out, size)
+            written = os.fstat(out).st_size
+        except OSError as exc:
+            if exc.errno in _TARGET_ERRNOS:
+                raise _target_error(exc, dest) from None
+            raise CallError("io_error", f"copying to {dest}: {exc.strerror}") from None
+    except BaseException:
+        os.close(out)
+        remove(dest, final=False)
+        raise
+    os.close(out)
+    if copied != size or written != size:
+        remove(dest, final=False)
+        raise CallError("size_mismatch", f"copied {written} of {size} bytes")
+    try:
+        os.rename(tmp, dest)
+    except OSError as exc:
+        remove(dest, final=False)
+        raise _target_error(exc, dest) from None
+    return digest
+
+
+def remove(path: str, final: bool = True) -> None:
+    """Removes a copy and its temporary sibling; absent files are fine."""
+    for p in ((path, temp_name(path)) if final else (temp_name(path),)):
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_syncfs = getattr(_libc, "syncfs", None)
+
+
+def syncfs(path: str) -> None:
+    """Flushes the whole filesystem holding ``path``: one call makes every
+    file and rename of a batch durable (much cheaper than fsync per file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _syncfs is not None:
+            if _syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise TargetError("target_unwritable", f"syncfs {path}: {os.strerror(err)}")
+        else:  # pragma: no cover - every Linux libc since 2.14 has syncfs
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def fs_usage(path: str) -> FsUsage | None:
+    """Usage of the filesystem holding ``path`` as df computes Use%; None if
+    the path is missing or unreadable."""
+    try:
+        st = os.statvfs(path)
+        dev = os.stat(path).st_dev
+    except OSError:
+        return None
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    capacity = used + st.f_bavail * st.f_frsize
+    return FsUsage(dev, capacity, used)
+
+
+def mount_problem(mount_path: str, require_mount: bool) -> str | None:
+    """Why this source's media cannot be read now, or None when it can."""
+    try:
+        st = os.stat(mount_path)
+    except FileNotFoundError:
+        return f"mount path {mount_path} does not exist"
+    except OSError as exc:
+        return f"mount path {mount_path}: {exc.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"mount path {mount_path} is not a directory"
+    if require_mount and not os.path.ismount(mount_path):
+        return f"mount path {mount_path} is not a mount point"
+    if not os.access(mount_path, os.R_OK | os.X_OK):
+        return f"mount path {mount_path} is not readable"
+    return None

@@ -1,0 +1,72 @@
+"""Reads from the replay database that the planner needs, each one query."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from ..core.model import TargetCouple
+
+_COUPLES_BY_SID = """
+SELECT c.id, c.callid, c.sid, c.state, c.problemstatus, c.length,
+       count(f.id) AS nfiles, coalesce(sum(f.cfsize), 0)::bigint AS nbytes,
+       coalesce(array_agg(f.cfpath ORDER BY f.id) FILTER (WHERE f.id IS NOT NULL), '{}') AS paths
+  FROM callrec.couples c
+  LEFT JOIN callrec.cfiles f ON f.cplid = c.id
+ WHERE c.sid = ANY($1::text[])
+ GROUP BY c.id
+"""
+
+_SYNCED = """
+SELECT source_cplid, mark, target_cplid FROM synchrod.synced
+ WHERE source = $1 AND source_cplid = ANY($2::bigint[])
+"""
+
+_IN_BACKOFF = """
+SELECT source_cplid FROM synchrod.attempts WHERE source = $1 AND next_try_at > now()
+"""
+
+_ATTEMPTS = """
+SELECT source_cplid, attempts FROM synchrod.attempts
+ WHERE source = $1 AND source_cplid = ANY($2::bigint[])
+"""
+
+_CALL_ORIGIN = """
+SELECT source_callid, target_callid FROM synchrod.call_origin
+ WHERE source = $1 AND source_callid = ANY($2::bigint[])
+"""
+
+_RESYNC_CURSOR = """
+SELECT resync_cursor_ts, resync_cursor_id FROM synchrod.source_state WHERE source = $1
+"""
+
+
+async def couples_by_sid(conn: asyncpg.Connection, sids: Sequence[str]) -> dict[str, TargetCouple]:
+    rows = await conn.fetch(_COUPLES_BY_SID, list(sids))
+    return {r["sid"]: TargetCouple(r["id"], r["callid"], r["sid"], r["state"], r["problemstatus"],
+                                   r["length"], r["nfiles"], r["nbytes"], tuple(r["paths"]))
+            for r in rows}
+
+
+async def synced_marks(conn: asyncpg.Connection, source: str, ids: Sequence[int]) -> dict[int, str]:
+    return {r["source_cplid"]: r["mark"] for r in await conn.fetch(_SYNCED, source, list(ids))}
+
+
+async def in_backoff(conn: asyncpg.Connection, source: str) -> list[int]:
+    return [r["source_cplid"] for r in await conn.fetch(_IN_BACKOFF, source)]
+
+
+async def attempts(conn: asyncpg.Connection, source: str, ids: Sequence[int]) -> dict[int, int]:
+    return {r["source_cplid"]: r["attempts"] for r in await conn.fetch(_ATTEMPTS, source, list(ids))}
+
+
+async def call_origin(conn: asyncpg.Connection, source: str, callids: Sequence[int]) -> dict[int, int]:
+    rows = await conn.fetch(_CALL_ORIGIN, source, list(callids))
+    return {r["source_callid"]: r["target_callid"] for r in rows}
+
+
+async def resync_cursor(conn: asyncpg.Connection, source: str):
+    row = await conn.fetchrow(_RESYNC_CURSOR, source)
+    if row is None or row["resync_cursor_ts"] is None:
+        return None
+    return row["resync_cursor_ts"], row["resync_cursor_id"]

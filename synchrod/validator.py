@@ -1,0 +1,196 @@
+"""Declarative validation of the YAML configuration.
+
+Every error names the key path (``sources[1].mount_path``) so an operator can
+find the line to fix. The validator only checks and normalises plain data;
+``config.py`` turns the result into typed, immutable objects.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+REQUIRED = object()
+
+
+class ConfigError(Exception):
+    """A configuration error at a key path."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# --- scalar checkers: (value, path) -> normalised value -------------------
+
+def boolean(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"must be true or false, not {value!r}")
+    return value
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Callable[[Any, str], int]:
+    def check(value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, f"must be an integer, not {value!r}")
+        if lo is not None and value < lo:
+            raise ConfigError(path, f"must be at least {lo}, not {value}")
+        if hi is not None and value > hi:
+            raise ConfigError(path, f"must be at most {hi}, not {value}")
+        return value
+    return check
+
+
+def number(lo: float | None = None, hi: float | None = None,
+           lo_exclusive: bool = False) -> Callable[[Any, str], float]:
+    def check(value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, f"must be a number, not {value!r}")
+        if lo is not None and (value <= lo if lo_exclusive else value < lo):
+            raise ConfigError(path, f"must be {'greater than' if lo_exclusive else 'at least'} {lo}, not {value}")
+        if hi is not None and value > hi:
+            raise ConfigError(path, f"must be at most {hi}, not {value}")
+        return float(value)
+    return check
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def name(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise ConfigError(path, "must be 1-63 characters of letters, digits, '_', '.', '-' "
+                                f"starting with a letter or digit, not {value!r}")
+    return value
+
+
+def text(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(path, f"must be a non-empty string, not {value!r}")
+    return value
+
+
+def choice(*options: str) -> Callable[[Any, str], str]:
+    def check(value: Any, path: str) -> str:
+        if value not in options:
+            raise ConfigError(path, f"must be one of {', '.join(options)}, not {value!r}")
+        return value
+    return check
+
+
+def abs_path(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(path, f"must be an absolute path, not {value!r}")
+    norm = os.path.normpath(value)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    return norm
+
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def dsn(value: Any, path: str) -> str:
+    """A libpq connection URI; ``${VAR}`` is replaced from the environment."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(path, "must be a PostgreSQL connection URI")
+
+    def expand(match: re.Match) -> str:
+        var = match.group(1)
+        if var not in os.environ:
+            raise ConfigError(path, f"environment variable {var} is not set")
+        return os.environ[var]
+
+    value = _ENV_RE.sub(expand, value)
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(path, "must be a URI starting with postgresql://")
+    return value
+
+
+def timestamp(value: Any, path: str) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(path, f"must be an ISO 8601 date and time, not {value!r}") from None
+    else:
+        raise ConfigError(path, f"must be an ISO 8601 date and time, not {value!r}")
+    if parsed.tzinfo is None:  # a naive time is local time, as operators write it
+        parsed = parsed.astimezone()
+    return parsed
+
+
+def listen_address(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(path, f"must be HOST:PORT, not {value!r}")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(path, f"must be HOST:PORT with a port 1-65535, not {value!r}")
+    return value
+
+
+# --- structure -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Field:
+    check: Callable[[Any, str], Any] | "Section" | "ListOf"
+    default: Any = REQUIRED
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Section:
+    fields: dict[str, Field]
+    nullable: bool = False
+
+    def __call__(self, value: Any, path: str) -> dict[str, Any]:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(path, "must be a mapping")
+        for key in value:
+            if key not in self.fields:
+                raise ConfigError(_join(path, str(key)), "unknown key")
+        out: dict[str, Any] = {}
+        for key, spec in self.fields.items():
+            sub = _join(path, key)
+            if key not in value or (value[key] is None and spec.default is not REQUIRED
+                                    and not spec.nullable):
+                if spec.default is REQUIRED:
+                    raise ConfigError(sub, "is required")
+                default = spec.default() if callable(spec.default) else spec.default
+                # an omitted section still gets its own defaults filled in
+                out[key] = (spec.check(default, sub) if isinstance(spec.check, Section) and default is not None
+                            else default)
+                continue
+            raw = value[key]
+            if raw is None:
+                if spec.nullable:
+                    out[key] = None
+                    continue
+                raise ConfigError(sub, "must not be empty")
+            out[key] = spec.check(raw, sub)
+        return out
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item: Callable[[Any, str], Any]
+    min_items: int = 0
+
+    def __call__(self, value: Any, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise ConfigError(path, "must be a list")
+        if len(value) < self.min_items:
+            raise ConfigError(path, f"must have at least {self.min_items} item(s)")
+        return [self.item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+
