@@ -67,7 +67,7 @@ def _target_path_line(p) -> Line:
     if usage is None:
         return Line(what, False, "cannot read filesystem usage")
     pct = usage.ratio() * 100
-    if pct >= p.watermark:
+    if usage.at_or_above(p.watermark):
         return Line(what, False, f"{pct:.1f}% used, at or above watermark {p.watermark}%")
     return Line(what, True, f"{pct:.1f}% used, watermark {p.watermark}%")
 

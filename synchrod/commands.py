@@ -15,6 +15,7 @@ from .dbconn import UNREACHABLE, connect, redact
 from .engine import Engine, SameDatabaseError
 from .replay.schema import TargetSchemaError, migrate
 from .runner import Totals, run_forever, run_once
+from .sdnotify import Notifier
 
 log = structlog.get_logger("synchrod")
 
@@ -134,12 +135,23 @@ async def run(cfg: Config, args) -> int:
             engine.apply_config(new)
             log.info("config_reloaded", path=cfg.path)
 
+    notifier = Notifier()
+
+    async def watchdog():
+        interval = Notifier.watchdog_interval()
+        while interval:
+            notifier.watchdog()
+            await asyncio.sleep(interval)
+
     log.info("started", sources=[s.sysname for s in cfg.sources], target=cfg.target.sysname)
-    reload_task = asyncio.create_task(reloader())
+    notifier.ready(f"synchronizing {len(cfg.sources)} source(s)")
+    tasks = [asyncio.create_task(reloader()), asyncio.create_task(watchdog())]
     try:
         await run_forever(engine, stop, wake)
     finally:
-        reload_task.cancel()
+        notifier.stopping()
+        for t in tasks:
+            t.cancel()
         await engine.close()
     log.info("stopped")
     return exits.OK

@@ -7,6 +7,7 @@ find the line to fix. The validator only checks and normalises plain data;
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -51,8 +52,8 @@ def integer(lo: int | None = None, hi: int | None = None) -> Callable[[Any, str]
 def number(lo: float | None = None, hi: float | None = None,
            lo_exclusive: bool = False) -> Callable[[Any, str], float]:
     def check(value: Any, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(path, f"must be a number, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(path, f"must be a finite number, not {value!r}")
         if lo is not None and (value <= lo if lo_exclusive else value < lo):
             raise ConfigError(path, f"must be {'greater than' if lo_exclusive else 'at least'} {lo}, not {value}")
         if hi is not None and value > hi:

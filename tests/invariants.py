@@ -52,9 +52,9 @@ def assert_media_matches_winner(env) -> None:
     """Each copied target file is byte-identical to the source file it came from."""
     names = [s["sysname"] for s in env.raw["sources"]]
     for cfpath, in env.target("SELECT cfpath FROM callrec.cfiles"):
-        name = Path(cfpath).name  # <sid>-<source>-<cfile id><ext>
-        source = next(n for n in names if f"-{n}-" in name)
+        name = Path(cfpath).name  # <sid>+<source>+<cfile id><ext>
+        source = next(n for n in names if f"+{n}+" in name)
         i = names.index(source)
-        cfid = int(name.rsplit("-", 1)[1].split(".")[0])
+        cfid = int(name.rsplit("+", 1)[1].split(".")[0])
         (src_path,), = env.source(i, "SELECT cfpath FROM callrec.cfiles WHERE id = %s", cfid)
         assert _sha(cfpath) == _sha(str(env.mounts[i]) + src_path), cfpath

@@ -25,7 +25,7 @@ def _start_held(env, source: str, release) -> subprocess.Popen:
 
 def _wait_for_media(env, source_index: int, n: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while len([p for p in env.target_files() if f"-rec{source_index + 1}-" in p.name]) < n:
+    while len([p for p in env.target_files() if f"+rec{source_index + 1}+" in p.name]) < n:
         assert time.monotonic() < deadline, "held process never copied its media"
         time.sleep(0.05)
 
@@ -82,7 +82,7 @@ def test_equal_quality_race_keeps_first(env, tmp_path):
     assert set(env.marks(0).values()) == {"N"}   # a tie keeps what the target has
     assert_consistent(env, set(sids))
     # the held process's copies were never referenced and are gone
-    assert not [p for p in env.target_files() if "-rec1-" in p.name]
+    assert not [p for p in env.target_files() if "+rec1+" in p.name]
 
 
 def test_free_running_groups(env):

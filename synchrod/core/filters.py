@@ -26,9 +26,10 @@ def interval_start(interval: str, custom_days: int | None, now: dt.datetime) -> 
     if interval == "all":
         return None
     if interval == "yesterday":
-        local = now.astimezone()
-        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        return midnight - dt.timedelta(days=1)
+        # local midnight of the previous calendar day, with that day's own UTC
+        # offset (a daylight-saving change in between must not shift it)
+        day = now.astimezone().date() - dt.timedelta(days=1)
+        return dt.datetime.combine(day, dt.time()).astimezone()
     days = {"last_week": 7, "last_month": 31}.get(interval)
     if interval == "custom":
         if custom_days is None:

@@ -1,7 +1,8 @@
 """Deterministic, sanitised names of media copies on the target (SPEC §3.6).
 
-``YYYY/MM/DD/HH/<sid>-<source>-<cfile id><ext>`` from the couple's start in
-UTC. The same source file always lands at the same name, so a copy repeated
+``YYYY/MM/DD/HH/<sid>+<source>+<cfile id><ext>`` from the couple's start in
+UTC. ``+`` never survives sanitising, so the three parts cannot run into
+each other. The same source file always lands at the same name, so a copy repeated
 after a crash overwrites itself instead of leaving a twin; a copy of the same
 call from another source or another file gets another name, so replacing
 media never overwrites a file that committed rows still reference.
@@ -17,6 +18,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _EXT = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
 MAX_SID_CHARS = 96
 TMP_PREFIX = ".synchrod-tmp."
+SEP = "+"  # between sid, source and cfile id; never produced by sanitise()
 
 
 def sanitise(token: str, limit: int = MAX_SID_CHARS) -> str:
@@ -35,7 +37,7 @@ def extension(cfpath: str) -> str:
 
 def relpath(start_ts: dt.datetime, sid: str, source: str, cfile_id: int, cfpath: str) -> str:
     utc = start_ts.astimezone(dt.timezone.utc) if start_ts.tzinfo else start_ts
-    return (f"{utc:%Y/%m/%d/%H}/{sanitise(sid)}-{sanitise(source, 63)}-{cfile_id}"
+    return (f"{utc:%Y/%m/%d/%H}/{sanitise(sid)}{SEP}{sanitise(source, 63)}{SEP}{cfile_id}"
             f"{extension(cfpath)}")
 
 

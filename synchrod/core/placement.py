@@ -31,6 +31,11 @@ class FsUsage:
     def ratio(self, extra: int = 0) -> float:
         return (self.used + extra) / self.capacity if self.capacity > 0 else 1.0
 
+    def at_or_above(self, watermark: int, extra: int = 0) -> bool:
+        """Use (with ``extra`` bytes more) at or above ``watermark`` percent;
+        integer arithmetic, so exactly-at is never lost to rounding."""
+        return self.capacity <= 0 or (self.used + extra) * 100 >= watermark * self.capacity
+
 
 class Placer:
     """Stateful within a run: remembers bytes handed to each path.
@@ -51,7 +56,7 @@ class Placer:
         if fs is None or fs.capacity <= 0:
             return False
         planned = self.planned.get(fs.fs_id, 0)
-        if fs.ratio(planned) * 100 >= spec.watermark:
+        if fs.at_or_above(spec.watermark, planned):
             return False
         return fs.used + planned + size <= fs.capacity
 

@@ -1,0 +1,368 @@
+"""Configuration (SPEC §4): schema, defaults, key paths in every error,
+cross-field rules, file loading and the CLI's exit status 78."""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synchrod.config import DEFAULT_PATH, ConfigError, TargetPath, from_dict, load, resolve_path
+
+REPO = Path(__file__).resolve().parent.parent
+DELETE = object()
+
+
+def base() -> dict:
+    return {
+        "synchro": {"sleep_period": 10},
+        "target": {"sysname": "replay", "database": "postgresql://callrec@replay/callrec",
+                   "default_path": "/opt/callrec/data/calls",
+                   "additional_paths": [{"path": "/data2/calls"}, {"path": "/data3/calls"}]},
+        "sources": [
+            {"sysname": "src1", "database": "postgresql://callrec@rec1/callrec", "mount_path": "/mnt/a"},
+            {"sysname": "src2", "database": "postgresql://callrec@rec2/callrec", "mount_path": "/mnt/b"},
+        ],
+        "monitor": {"users": [{"name": "admin", "password_hash": "x"}]},
+    }
+
+
+def with_value(raw: dict, keypath: str, value) -> dict:
+    raw = copy.deepcopy(raw)
+    tokens = re.findall(r"[^.\[\]]+|\[\d+\]", keypath)
+    node = raw
+    for tok in tokens[:-1]:
+        node = node[int(tok[1:-1])] if tok.startswith("[") else node.setdefault(tok, {})
+    last = tokens[-1]
+    key = int(last[1:-1]) if last.startswith("[") else last
+    if value is DELETE:
+        del node[key]
+    else:
+        node[key] = value
+    return raw
+
+
+def error(raw) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        from_dict(raw)
+    return info.value
+
+
+def test_base_is_valid():
+    cfg = from_dict(base())
+    assert [s.sysname for s in cfg.sources] == ["src1", "src2"]
+
+
+# --- defaults ------------------------------------------------------------------------------
+
+def test_minimal_config_gets_spec_defaults():
+    cfg = from_dict({"synchro": {"sleep_period": 10},
+                     "target": {"sysname": "replay", "database": "postgresql://r/db",
+                                "default_path": "/opt/callrec/data/calls"},
+                     "sources": [{"sysname": "src1", "database": "postgresql://s/db",
+                                  "mount_path": "/mnt/rec_cluster_A"}]})
+    s = cfg.synchro
+    assert (s.enabled, s.sleep_period, s.calls_per_period, s.only_finished, s.only_processed,
+            s.synchronize_voice_tags, s.mark_erroneous, s.max_attempts,
+            s.synchronize_couples_without_streams, s.verify, s.start_at) == \
+        (True, 10, 200, True, True, True, False, 3, False, "size", None)
+    assert cfg.target.audio_paths == (TargetPath("/opt/callrec/data/calls", 0, 1.0, 90),)
+    assert cfg.target.video_paths == cfg.target.audio_paths
+    src = cfg.sources[0]
+    assert (src.enabled, src.group, src.interval, src.custom_interval_days,
+            src.synchronize_already_synchronized, src.require_mount, src.copy_files, src.only_mixed,
+            src.synchronize_audio, src.synchronize_video, src.synchronize_screens_recd,
+            src.synchronize_index_files) == \
+        (True, "default", "last_week", None, False, False, True, False, True, True, True, True)
+    assert (cfg.monitor.enabled, cfg.monitor.listen, cfg.monitor.users) == (True, "127.0.0.1:9218", ())
+    assert (cfg.logging.level, cfg.logging.format) == ("info", "json")
+    assert cfg.path is None
+
+
+def test_no_sources_and_null_sections_take_defaults():
+    raw = base()
+    raw["sources"], raw["monitor"], raw["logging"] = None, None, None
+    cfg = from_dict(raw)
+    assert cfg.sources == () and cfg.monitor.listen == "127.0.0.1:9218" and cfg.logging.level == "info"
+
+
+def test_target_paths_built_with_priority_balance_and_inherited_watermark():
+    raw = base()
+    raw["target"]["default_watermark"] = 80
+    raw["target"]["additional_paths"] = [{"path": "/d2", "priority": 5, "balance": 2, "watermark": 95},
+                                         {"path": "/d3/"}]
+    raw["target"]["video_paths"] = {"default_path": "/v1", "additional_paths": [
+        {"path": "/v2", "priority": -1, "balance": 0.5}]}
+    t = from_dict(raw).target
+    assert t.audio_paths == (TargetPath("/opt/callrec/data/calls", 0, 1.0, 80),
+                             TargetPath("/d2", 5, 2.0, 95), TargetPath("/d3", 0, 1.0, 80))
+    assert t.video_paths == (TargetPath("/v1", 0, 1.0, 80), TargetPath("/v2", -1, 0.5, 80))
+    raw["target"]["video_paths"]["default_watermark"] = 70
+    assert [p.watermark for p in from_dict(raw).target.video_paths] == [70, 70]
+
+
+def test_paths_are_normalised():
+    raw = with_value(base(), "sources[0].mount_path", "/mnt/x/../a/./b/")
+    assert from_dict(raw).sources[0].mount_path == "/mnt/a/b"
+
+
+def test_start_at_parsing():
+    raw = with_value(base(), "synchro.start_at", "2024-06-01T08:30:00+02:00")
+    assert from_dict(raw).synchro.start_at == dt.datetime(2024, 6, 1, 6, 30, tzinfo=dt.timezone.utc)
+    naive = from_dict(with_value(base(), "synchro.start_at", "2024-06-01T08:30:00")).synchro.start_at
+    assert naive.tzinfo is not None and naive.replace(tzinfo=None) == dt.datetime(2024, 6, 1, 8, 30)
+
+
+# --- every key's type and range error names the key path --------------------------------------
+
+BAD = [
+    ("synchro.sleep_period", 0), ("synchro.sleep_period", 86401), ("synchro.sleep_period", "10"),
+    ("synchro.sleep_period", True), ("synchro.sleep_period", 1.5), ("synchro.sleep_period", DELETE),
+    ("synchro.enabled", "yes"), ("synchro.enabled", 1), ("synchro.calls_per_period", 0),
+    ("synchro.only_finished", "true"), ("synchro.only_processed", 0),
+    ("synchro.synchronize_voice_tags", "no"), ("synchro.mark_erroneous", "x"),
+    ("synchro.max_attempts", 0), ("synchro.synchronize_couples_without_streams", "x"),
+    ("synchro.verify", "md5"), ("synchro.start_at", "tomorrow"), ("synchro.start_at", 5),
+    ("target.sysname", "bad name"), ("target.sysname", ""), ("target.sysname", "-x"),
+    ("target.sysname", "x" * 64), ("target.sysname", 5), ("target.sysname", DELETE),
+    ("target.database", "mysql://u@h/db"), ("target.database", 42), ("target.database", ""),
+    ("target.database", DELETE),
+    ("target.default_path", "relative/calls"), ("target.default_path", DELETE),
+    ("target.default_watermark", 0), ("target.default_watermark", 101),
+    ("target.default_watermark", "90%"),
+    ("target.additional_paths", {"path": "/x"}),
+    ("target.additional_paths[0].watermark", 101), ("target.additional_paths[1].watermark", 0),
+    ("target.additional_paths[1].balance", 0), ("target.additional_paths[0].balance", -1),
+    ("target.additional_paths[0].balance", "1"), ("target.additional_paths[0].priority", 1.5),
+    ("target.additional_paths[0].priority", 1001), ("target.additional_paths[1].path", "data"),
+    ("target.additional_paths[1].path", DELETE), ("target.additional_paths[0].colour", "red"),
+    ("target.video_paths", "/screens"),
+    ("target.video_paths.default_path", "screens"),
+    ("target.video_paths.default_watermark", 200),
+    ("target.video_paths.additional_paths[0].watermark", 0),
+    ("sources", {"sysname": "x"}), ("sources[1]", "src2"),
+    ("sources[1].mount_path", "mnt/b"), ("sources[1].mount_path", DELETE),
+    ("sources[1].mount_path", None), ("sources[0].sysname", "a/b"), ("sources[0].enabled", "true"),
+    ("sources[0].group", ""), ("sources[0].interval", "weekly"),
+    ("sources[1].synchronize_already_synchronized", 1), ("sources[1].database", DELETE),
+    ("sources[0].database", "rec1:5432"), ("sources[0].require_mount", "yes"),
+    ("sources[0].copy_files", "no"), ("sources[0].only_mixed", 2),
+    ("sources[1].synchronize_audio", "x"), ("sources[1].synchronize_video", "x"),
+    ("sources[1].synchronize_screens_recd", "x"), ("sources[1].synchronize_index_files", "x"),
+    ("monitor.enabled", "on"), ("monitor.listen", "localhost"), ("monitor.listen", "host:0"),
+    ("monitor.listen", "host:70000"), ("monitor.listen", ":9218"), ("monitor.listen", 9218),
+    ("monitor.jwt_secret_file", "jwt.secret"), ("monitor.token_ttl", 10),
+    ("monitor.users[0].password_hash", ""), ("monitor.users[0].name", "a b"),
+    ("monitor.users[0].password_hash", DELETE),
+    ("logging.level", "verbose"), ("logging.format", "xml"),
+]
+
+
+@pytest.mark.parametrize("keypath,value", BAD, ids=[f"{k}={v!r}"[:60] for k, v in BAD])
+def test_bad_value_names_its_key_path(keypath, value):
+    if keypath.startswith("target.video_paths."):
+        raw = with_value(base(), "target.video_paths",
+                         {"default_path": "/screens", "additional_paths": [{"path": "/s2"}]})
+    else:
+        raw = base()
+    err = error(with_value(raw, keypath, value))
+    assert err.path == keypath
+    assert str(err).startswith(keypath + ": ")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_balance_refused(value):
+    err = error(with_value(base(), "target.additional_paths[0].balance", value))
+    assert err.path == "target.additional_paths[0].balance"
+
+
+def test_required_sections():
+    for key in ("synchro", "target"):
+        err = error(with_value(base(), key, DELETE))
+        assert (err.path, err.message) == (key, "is required")
+
+
+def test_required_key_message():
+    err = error(with_value(base(), "sources[1].mount_path", DELETE))
+    assert str(err) == "sources[1].mount_path: is required"
+
+
+@pytest.mark.parametrize("keypath", ["bogus", "synchro.sleep_periods", "target.video",
+                                     "target.additional_paths[1].prio", "sources[1].mountpath",
+                                     "monitor.users[0].role", "logging.file", "monitor.port"])
+def test_unknown_keys_are_errors_with_their_path(keypath):
+    err = error(with_value(base(), keypath, 1))
+    assert (err.path, err.message) == (keypath, "unknown key")
+
+
+def test_non_mapping_root():
+    assert error(["synchro"]).message == "must be a mapping"
+    assert error("text").message == "must be a mapping"
+
+
+# --- cross-field rules ---------------------------------------------------------------------------
+
+def test_duplicate_source_sysname():
+    err = error(with_value(base(), "sources[1].sysname", "src1"))
+    assert err.path == "sources[1].sysname" and "sources[0].sysname" in err.message
+
+
+def test_source_named_like_target():
+    err = error(with_value(base(), "sources[0].sysname", "replay"))
+    assert err.path == "sources[0].sysname" and "target.sysname" in err.message
+
+
+def test_custom_interval_days_required_with_custom():
+    err = error(with_value(base(), "sources[1].interval", "custom"))
+    assert err.path == "sources[1].custom_interval_days" and "required" in err.message
+    raw = with_value(with_value(base(), "sources[1].interval", "custom"), "sources[1].custom_interval_days", 14)
+    assert from_dict(raw).sources[1].custom_interval_days == 14
+
+
+@pytest.mark.parametrize("interval", ["yesterday", "last_week", "last_month", "all"])
+def test_custom_interval_days_refused_otherwise(interval):
+    raw = with_value(with_value(base(), "sources[0].interval", interval), "sources[0].custom_interval_days", 3)
+    err = error(raw)
+    assert err.path == "sources[0].custom_interval_days" and "only allowed" in err.message
+
+
+@pytest.mark.parametrize("days", [0, -1, 36501, "7"])
+def test_custom_interval_days_range(days):
+    raw = with_value(with_value(base(), "sources[0].interval", "custom"), "sources[0].custom_interval_days", days)
+    assert error(raw).path == "sources[0].custom_interval_days"
+
+
+@pytest.mark.parametrize("mount", ["/", "//", "/mnt/.."])
+def test_mount_path_root_refused(mount):
+    assert error(with_value(base(), "sources[0].mount_path", mount)).path == "sources[0].mount_path"
+
+
+def test_duplicate_target_paths():
+    err = error(with_value(base(), "target.additional_paths[1].path", "/opt/callrec/data/calls/"))
+    assert err.path == "target.additional_paths[1].path" and "target.default_path" in err.message
+    err = error(with_value(base(), "target.additional_paths[1].path", "/data2/calls"))
+    assert err.path == "target.additional_paths[1].path"
+
+
+# --- environment variables in DSNs -------------------------------------------------------------------
+
+def test_env_var_expanded_in_dsn(monkeypatch):
+    monkeypatch.setenv("SYNCHROD_T_PW", "s3cr:et")
+    monkeypatch.setenv("SYNCHROD_T_HOST", "rec9")
+    raw = with_value(base(), "sources[1].database", "postgresql://u:${SYNCHROD_T_PW}@${SYNCHROD_T_HOST}/db")
+    raw = with_value(raw, "target.database", "${SYNCHROD_T_HOST_DSN}")
+    monkeypatch.setenv("SYNCHROD_T_HOST_DSN", "postgres://replay/callrec")
+    cfg = from_dict(raw)
+    assert cfg.sources[1].database == "postgresql://u:s3cr:et@rec9/db"
+    assert cfg.target.database == "postgres://replay/callrec"
+
+
+def test_missing_env_var_names_key(monkeypatch):
+    monkeypatch.delenv("SYNCHROD_T_MISSING", raising=False)
+    err = error(with_value(base(), "sources[1].database", "postgresql://u:${SYNCHROD_T_MISSING}@h/db"))
+    assert err.path == "sources[1].database" and "SYNCHROD_T_MISSING" in err.message
+
+
+def test_dsn_errors_do_not_echo_passwords():
+    err = error(with_value(base(), "target.database", "mysql://u:hunter2@h/db"))
+    assert err.path == "target.database" and "hunter2" not in str(err)
+
+
+# --- files ------------------------------------------------------------------------------------------
+
+def write(tmp_path, text: str) -> str:
+    p = tmp_path / "synchrod.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+def test_load_file(tmp_path):
+    path = write(tmp_path, yaml.safe_dump(base()))
+    cfg = load(path)
+    assert cfg.path == path and cfg.target.sysname == "replay"
+
+
+def test_load_missing_file(tmp_path):
+    err = pytest.raises(ConfigError, load, str(tmp_path / "nope.yaml")).value
+    assert err.path == "" and "does not exist" in err.message
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n"])
+def test_load_empty_file(tmp_path, text):
+    assert "is empty" in pytest.raises(ConfigError, load, write(tmp_path, text)).value.message
+
+
+def test_load_yaml_syntax_error_names_line(tmp_path):
+    path = write(tmp_path, "synchro:\n  sleep_period: 10\ntarget: [unclosed\n")
+    err = pytest.raises(ConfigError, load, path).value
+    assert "not valid YAML" in err.message and "line 4" in err.message
+
+
+def test_load_yaml_tab_indentation_error(tmp_path):
+    err = pytest.raises(ConfigError, load, write(tmp_path, "synchro:\n\tsleep_period: 10\n")).value
+    assert "not valid YAML at line 2" in err.message
+
+
+def test_load_yaml_native_timestamp(tmp_path):
+    raw = with_value(base(), "synchro.start_at", dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc))
+    assert load(write(tmp_path, yaml.safe_dump(raw))).synchro.start_at == \
+        dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def test_resolve_path(monkeypatch):
+    monkeypatch.delenv("SYNCHROD_CONFIG", raising=False)
+    assert resolve_path(None) == DEFAULT_PATH == "/etc/synchrod/synchrod.yaml"
+    monkeypatch.setenv("SYNCHROD_CONFIG", "/x/y.yaml")
+    assert resolve_path(None) == "/x/y.yaml"
+    assert resolve_path("/cli.yaml") == "/cli.yaml"
+
+
+def test_example_config_loads(monkeypatch):
+    example = REPO / "etc" / "synchrod.yaml"
+    if not example.exists():
+        pytest.skip("etc/synchrod.yaml not written yet")
+    for var in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", example.read_text()):
+        monkeypatch.setenv(var, "example")
+    cfg = load(str(example))
+    assert cfg.target.sysname and cfg.synchro.sleep_period >= 1
+
+
+# --- command line -----------------------------------------------------------------------------------
+
+def run_check(path: str, env_config: bool = False) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "SYNCHROD_CONFIG"}
+    args = [sys.executable, "-m", "synchrod", "check"]
+    if env_config:
+        env["SYNCHROD_CONFIG"] = path
+    else:
+        args += ["-c", path]
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("keypath,value", [
+    ("sources[1].mount_path", "relative"),
+    ("target.additional_paths[0].watermark", 150),
+    ("sources[0].unknown_key", True),
+    ("synchro.sleep_period", DELETE),
+])
+def test_cli_check_exits_78_naming_the_key(tmp_path, keypath, value):
+    proc = run_check(write(tmp_path, yaml.safe_dump(with_value(base(), keypath, value))))
+    assert proc.returncode == 78
+    assert f"{keypath}: " in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_cli_check_via_env_and_missing_and_bad_yaml(tmp_path):
+    proc = run_check(write(tmp_path, yaml.safe_dump(with_value(base(), "logging.format", "xml"))),
+                     env_config=True)
+    assert proc.returncode == 78 and "logging.format: " in proc.stderr
+    proc = run_check(str(tmp_path / "missing.yaml"))
+    assert proc.returncode == 78 and "does not exist" in proc.stderr
+    proc = run_check(write(tmp_path, "synchro: [\n"))
+    assert proc.returncode == 78 and "not valid YAML" in proc.stderr
