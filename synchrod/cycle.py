@@ -75,6 +75,10 @@ async def run_cycle(engine: Engine, rt: SourceRuntime, dry_run: bool = False) ->
         await rt.drop()
     except media.TargetError as exc:
         res.state, res.error = "error", str(exc)
+    except Exception as exc:  # noqa: BLE001 - one source's fault must not stop the others
+        bound.exception("cycle_failed")
+        res.state, res.error = "error", redact(f"{type(exc).__name__}: {exc}")
+        await rt.drop()
     finally:
         res.seconds = time.monotonic() - t0
         rt.state = "down" if res.state in ("down", "error") else "waiting"
