@@ -20,6 +20,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,17 +76,18 @@ def heading(text: str) -> None:
 
 def stop_old_server() -> None:
     """Stops a server a previous `--keep` run left, then removes .demo/."""
-    if STATE.exists():
-        try:
-            old = json.loads(STATE.read_text())
-            shutil.rmtree(old.get("socket_dir", ""), ignore_errors=True) if old.get("socket_dir") else None
-        except (OSError, ValueError):
-            pass
     if (PG_ROOT / "data" / "postmaster.pid").exists():
         say("stopping the server of a previous demo run")
         old = PgServer(PG_ROOT)
         shutil.rmtree(old.socket_dir, ignore_errors=True)  # its own fresh, unused temp dir
         old.stop("fast")
+    if STATE.exists():  # the old server's socket directory in /tmp
+        try:
+            socket_dir = json.loads(STATE.read_text()).get("socket_dir")
+        except (OSError, ValueError):
+            socket_dir = None
+        if socket_dir and Path(socket_dir).name.startswith("spg-"):
+            shutil.rmtree(socket_dir, ignore_errors=True)
     shutil.rmtree(DEMO, ignore_errors=True)
 
 
@@ -319,8 +321,8 @@ def report(dsns: dict[str, str]) -> list[str]:
     holder = defaultdict(set)
     for sid, path in q(replay, """SELECT c.sid, f.cfpath FROM callrec.couples c
                                     JOIN callrec.cfiles f ON f.cplid = c.id WHERE c.sid LIKE 'dup-%'"""):
-        for rec in MOUNTS:
-            if f"-{rec}-" in Path(path).name:
+        for rec in MOUNTS:  # copies are named <sid><sep><source><sep><cfile id>.<ext>
+            if re.search(rf"(?:^|[^A-Za-z0-9]){rec}(?:[^A-Za-z0-9]|$)", Path(path).name[len(sid):]):
                 holder[sid].add(rec)
     extdata = dict(q(replay, """SELECT c.sid, string_agg(e.key || '=' || e.value, ' ' ORDER BY e.key, e.value)
                                   FROM callrec.couples c JOIN callrec.couple_extdata e ON e.cplid = c.id

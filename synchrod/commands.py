@@ -83,6 +83,8 @@ def _print_summary(totals, dry_run: bool) -> None:
     for t in totals:
         if t.error:
             print(f"{t.source}: {t.error}")
+        for sid, action in t.plan:
+            print(f"{t.source}: would {action} {sid}")
 
 
 async def check(cfg: Config, args) -> int:
@@ -164,7 +166,8 @@ SELECT r.source, r.finished_at, r.taken, r.synchronized, r.not_used, r.erroneous
          ORDER BY source, id DESC) r
 """
 _RETRYING_SQL = """
-SELECT source, count(*) AS n FROM synchrod.attempts WHERE source = ANY($1::text[]) GROUP BY source
+SELECT source, count(*) AS n FROM synchrod.attempts
+ WHERE source = ANY($1::text[]) AND next_try_at < 'infinity' GROUP BY source
 """
 
 

@@ -7,25 +7,21 @@ step is idempotent, so the next cycle repairs any interruption.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import os
 import time
 from dataclasses import dataclass, field
 
 import structlog
 
 from . import faults, media, recorder
-from .core import filters, naming
-from .core.model import VIDEO_TYPES, CFile, SourceCouple
-from .core.pathsafety import is_inside, unsafe_reason
-from .core.placement import Placer
-from .core.plan import Action, decide
-from .core.quality import quality
+from .core import filters
+from .core.model import SourceCouple
+from .core.plan import decide
 from .dbconn import UNREACHABLE, redact
 from .engine import Engine, SameDatabaseError, SourceRuntime
 from .replay import journal, reads
-from .replay.writes import Committed, Delivery, Failure, NewFile, Policy, commit_batch, save_resync_cursor
+from .replay.writes import Committed, Failure, Policy, commit_batch, save_resync_cursor
+from .transfer import Prepared, fill_unknown_sizes, transfer
 
 log = structlog.get_logger("synchrod.cycle")
 
@@ -51,13 +47,6 @@ class CycleResult:
     def progressed(self) -> bool:
         """Something left the candidate set this cycle."""
         return self.synchronized + self.not_used + self.erroneous > 0
-
-
-@dataclass
-class _Prepared:
-    couple: SourceCouple
-    files: tuple[CFile, ...]
-    action: Action
 
 
 async def run_cycle(engine: Engine, rt: SourceRuntime, dry_run: bool = False) -> CycleResult:
@@ -99,23 +88,28 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
         res.state, res.error = "down", problem
         return
     conn = await rt.connection(engine.target_identity)
-    if cfg.synchro.manage_source_index and not rt.index_ready:
+    if cfg.synchro.manage_source_index and not rt.index_ready and not dry_run:
         rt.index_ready = await recorder.ensure_index(conn)
 
     async with engine.target_pool.acquire() as tconn:
+        # a dry run may meet a replay database synchrod has not set up yet
+        bookkeeping = engine.schema_ready
         if not dry_run:
             await _repair(tconn, src.sysname, log)
-        excluded = await reads.in_backoff(tconn, src.sysname)
-        cursor = await reads.resync_cursor(tconn, src.sysname) if src.synchronize_already_synchronized else None
-        if src.synchronize_already_synchronized and cursor is None:
-            cursor = (recorder.MINUS_INFINITY, 0)
+        excluded = await reads.in_backoff(tconn, src.sysname) if bookkeeping else []
+        cursor = retry_due = None
+        if src.synchronize_already_synchronized:
+            cursor = (await reads.resync_cursor(tconn, src.sysname) if bookkeeping else None) \
+                or (recorder.MINUS_INFINITY, 0)
+            retry_due = await reads.retry_due(tconn, src.sysname) if bookkeeping else []
 
         batch = await recorder.load_batch(
             conn, earliest=filters.interval_start(src.interval, src.custom_interval_days,
                                                   dt.datetime.now(dt.timezone.utc)),
             only_finished=cfg.synchro.only_finished, only_processed=cfg.synchro.only_processed,
             without_streams=cfg.synchro.synchronize_couples_without_streams,
-            excluded=excluded, limit=cfg.synchro.calls_per_period, resync_cursor=cursor)
+            excluded=excluded, limit=cfg.synchro.calls_per_period, resync_cursor=cursor,
+            retry_due=retry_due or ())
         faults.point("after_load")
         res.taken = len(batch)
         if not batch:
@@ -124,15 +118,17 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
                 await sync_speech_tags(tconn, conn, src.sysname, log)
             return
 
-        prepared = [_prepare(c, src, cfg.synchro.only_processed) for c in batch]
+        prepared = [Prepared(c, filters.taken_files(c.files, src, cfg.synchro.only_processed))
+                    for c in batch]
+        await fill_unknown_sizes(rt, prepared)
         current = await reads.couples_by_sid(tconn, [c.sid for c in batch])
         for p in prepared:
-            p.action = decide(_quality(p), current.get(p.couple.sid))
+            p.action = decide(p.quality(), current.get(p.couple.sid))
         if dry_run:
             res.dry_run_plan = [(p.couple.sid, p.action.value) for p in prepared]
             return
 
-        deliveries, failures, skipped = await _media(engine, rt, prepared, tconn, log)
+        deliveries, failures, skipped = await transfer(engine, rt, prepared, current, tconn)
         if failures and media.mount_problem(src.mount_path, src.require_mount):
             # the mount went away under us: not the calls' fault
             skipped += [Failure(f.couple, "source_unavailable", f.detail) for f in failures]
@@ -160,15 +156,6 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
     _count(res, committed)
 
 
-def _prepare(c: SourceCouple, src, only_processed: bool) -> _Prepared:
-    return _Prepared(c, filters.taken_files(c.files, src, only_processed), Action.MERGE)
-
-
-def _quality(p: _Prepared):
-    c = p.couple
-    return quality(c.state, c.problemstatus, len(p.files), sum(f.cfsize for f in p.files), c.length)
-
-
 def _count(res: CycleResult, committed: Committed) -> None:
     res.synchronized = committed.count("synchronized")
     res.not_used = committed.count("not_used")
@@ -186,132 +173,6 @@ def _advance_cursor(batch: list[SourceCouple], committed: Committed, cursor):
             break
         cursor = max(cursor, (c.start_ts, c.id))
     return cursor
-
-
-# --- media phase ------------------------------------------------------------
-
-async def _media(engine: Engine, rt: SourceRuntime, prepared: list[_Prepared], tconn, log):
-    """Copies (or checks, in link mode) the media of every call that needs it,
-    in the source's bounded pool; then makes the batch durable."""
-    cfg, src = engine.config, rt.cfg
-    loop = asyncio.get_running_loop()
-    mount_real = os.path.realpath(src.mount_path)
-    sha = cfg.synchro.verify == "sha256"
-    deliveries: list[Delivery] = []
-    failures: list[Failure] = []
-    skipped: list[Failure] = []
-
-    placers = {}
-    if src.copy_files:
-        usage = {p.path: media.fs_usage(p.path)
-                 for p in engine.config.target.audio_paths + engine.config.target.video_paths}
-        usage = {k: v for k, v in usage.items() if v is not None}
-        placers = {"audio": Placer(cfg.target.audio_paths, usage, engine.balance_ledger),
-                   "video": Placer(cfg.target.video_paths, usage, engine.balance_ledger)}
-
-    jobs = []  # (prepared, [(cfile, dest or None)])
-    for p in prepared:
-        if p.action is Action.MERGE:
-            deliveries.append(Delivery(p.couple, _quality(p), p.action))
-            continue
-        reason = next((media_reason for f in p.files
-                       if (media_reason := _lexical(f.cfpath)) is not None), None)
-        if reason:
-            failures.append(Failure(p.couple, "unsafe_path", reason))
-            continue
-        if not src.copy_files:
-            jobs.append((p, [(f, None) for f in p.files]))
-            continue
-        dests = []
-        for f in p.files:
-            placer = placers["video" if f.cftype in VIDEO_TYPES else "audio"]
-            root = placer.place(f.cfsize)
-            if root is None:
-                break
-            dests.append((f, os.path.join(root, naming.relpath(
-                p.couple.start_ts, p.couple.sid, src.sysname, f.id, f.cfpath))))
-        if len(dests) < len(p.files):
-            skipped.append(Failure(p.couple, "storage_full", "no target path below its watermark"))
-            continue
-        jobs.append((p, dests))
-
-    if src.copy_files:
-        await journal.record_intents(tconn, src.sysname, [d for _, ds in jobs for _, d in ds])
-
-    def work(p: _Prepared, dests):
-        if src.copy_files:
-            return _copy_call(p, dests, mount_real, src.mount_path, sha)
-        return _link_call(p, mount_real, src.mount_path, sha)
-
-    futures = [loop.run_in_executor(rt.pool, work, p, dests) for p, dests in jobs]
-    results = await asyncio.gather(*futures, return_exceptions=True)
-    faults.point("after_copy")
-    roots_used = set()
-    for (p, dests), result in zip(jobs, results):
-        if isinstance(result, media.CallError):
-            failures.append(Failure(p.couple, result.reason, result.detail))
-        elif isinstance(result, media.TargetError):
-            skipped.append(Failure(p.couple, result.reason, result.detail))
-        elif isinstance(result, BaseException):
-            raise result
-        else:
-            deliveries.append(Delivery(p.couple, _quality(p), p.action, result))
-            roots_used.update(_root_of(d, engine.owned_roots()) for _, d in dests if d)
-    for root in sorted(r for r in roots_used if r):
-        await loop.run_in_executor(rt.pool, media.syncfs, root)
-    return deliveries, failures, skipped
-
-
-def _lexical(cfpath: str) -> str | None:
-    reason = unsafe_reason(cfpath)
-    return f"{cfpath!r}: {reason}" if reason else None
-
-
-def _root_of(path: str, roots: tuple[str, ...]) -> str | None:
-    return next((r for r in roots if is_inside(r, path)), None)
-
-
-def _copy_call(p: _Prepared, dests, mount_real: str, mount_path: str, sha: bool) -> tuple[NewFile, ...]:
-    # resolve every path first: a call with one unsafe path has nothing read
-    for f, _ in dests:
-        media.resolve_source(mount_real, mount_path, f.cfpath)
-    out, written = [], []
-    try:
-        for f, dest in dests:
-            fd, st = media.open_source(mount_real, mount_path, f.cfpath)
-            try:
-                media.check_size(f.cfpath, st.st_size, f.cfsize)
-                written.append(dest)
-                digest = media.copy_to(fd, st.st_size, dest, sha)
-            finally:
-                os.close(fd)
-            if digest is not None:
-                media.check_digest(f.cfpath, digest, f.digest)
-            out.append(NewFile(f.cftype, st.st_size, dest, digest if sha else f.digest,
-                               f.start_ts, f.stop_ts, copied=True))
-    except BaseException:
-        for dest in written:  # the journal would catch these too; tidy now
-            media.remove(dest)
-        raise
-    return tuple(out)
-
-
-def _link_call(p: _Prepared, mount_real: str, mount_path: str, sha: bool) -> tuple[NewFile, ...]:
-    for f in p.files:
-        media.resolve_source(mount_real, mount_path, f.cfpath)
-    out = []
-    for f in p.files:
-        fd, st = media.open_source(mount_real, mount_path, f.cfpath)
-        try:
-            media.check_size(f.cfpath, st.st_size, f.cfsize)
-            digest = media.hash_fd(fd, st.st_size) if sha else None
-        finally:
-            os.close(fd)
-        if digest is not None:
-            media.check_digest(f.cfpath, digest, f.digest)
-        out.append(NewFile(f.cftype, st.st_size, mount_path.rstrip("/") + f.cfpath,
-                           digest if sha else f.digest, f.start_ts, f.stop_ts, copied=False))
-    return tuple(out)
 
 
 # --- repair and removal ---------------------------------------------------------

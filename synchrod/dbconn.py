@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -18,11 +19,51 @@ def redact(text: str) -> str:
     return _PASSWORD_PARAM.sub(r"\1***", text)
 
 
+# URI parameters asyncpg understands, plus connect_timeout which synchrod maps
+# itself (asyncpg would send it to the server as a setting and fail).
+SUPPORTED_PARAMS = frozenset({
+    "host", "port", "user", "password", "passfile", "dbname", "database", "sslmode",
+    "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword", "ssl_min_protocol_version",
+    "ssl_max_protocol_version", "target_session_attrs", "krbsrvname", "gsslib",
+    "application_name", "connect_timeout"})
+
+
+def unsupported_params(dsn: str) -> list[str]:
+    return sorted({k for k, _ in parse_qsl(urlsplit(dsn).query)} - SUPPORTED_PARAMS)
+
+
+def split_dsn(dsn: str) -> tuple[str, float]:
+    """(DSN for asyncpg, connect timeout in seconds)."""
+    parts = urlsplit(dsn)
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    timeout = CONNECT_TIMEOUT
+    kept = []
+    for key, value in params:
+        if key == "connect_timeout":
+            try:
+                timeout = max(float(value), 1.0)
+            except ValueError:
+                pass
+        else:
+            kept.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(kept))), timeout
+
+
+def server_settings(application_name: str) -> dict[str, str]:
+    return {"application_name": application_name, "statement_timeout": str(STATEMENT_TIMEOUT_MS)}
+
+
 async def connect(dsn: str, *, application_name: str = "synchrod") -> asyncpg.Connection:
-    return await asyncpg.connect(
-        dsn, timeout=CONNECT_TIMEOUT, command_timeout=STATEMENT_TIMEOUT_MS / 1000,
-        server_settings={"application_name": application_name,
-                         "statement_timeout": str(STATEMENT_TIMEOUT_MS)})
+    dsn, timeout = split_dsn(dsn)
+    return await asyncpg.connect(dsn, timeout=timeout, command_timeout=STATEMENT_TIMEOUT_MS / 1000,
+                                 server_settings=server_settings(application_name))
+
+
+async def create_pool(dsn: str, *, application_name: str, max_size: int) -> asyncpg.Pool:
+    dsn, timeout = split_dsn(dsn)
+    return await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, timeout=timeout,
+                                     command_timeout=STATEMENT_TIMEOUT_MS / 1000,
+                                     server_settings=server_settings(application_name))
 
 
 # Errors that mean "the database is not reachable now", as opposed to a bug.

@@ -12,8 +12,8 @@ import asyncpg
 
 from . import recorder
 from .config import Config, SourceConfig
-from .dbconn import UNREACHABLE, connect, redact
-from .replay import schema
+from .dbconn import UNREACHABLE, connect, create_pool, redact
+from .replay import reads, schema
 
 
 class SameDatabaseError(Exception):
@@ -24,6 +24,7 @@ class SameDatabaseError(Exception):
 class SourceRuntime:
     cfg: SourceConfig
     pool: ThreadPoolExecutor
+    workers: int
     conn: asyncpg.Connection | None = None
     verified: bool = False        # identity compared with the target's
     index_ready: bool = False
@@ -56,19 +57,20 @@ class Engine:
     config: Config
     target_pool: asyncpg.Pool | None = None
     target_identity: tuple[str, str] | None = None
+    schema_ready: bool = False    # synchrod's tables exist in the replay database
     sources: dict[str, SourceRuntime] = field(default_factory=dict)
     balance_ledger: dict[str, int] = field(default_factory=dict)
     daemon_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     async def open(self, migrate: bool = True) -> None:
         groups = {s.group for s in self.config.sources} or {"default"}
-        self.target_pool = await asyncpg.create_pool(
-            self.config.target.database, min_size=1, max_size=len(groups) + 2,
-            timeout=10, command_timeout=300,
-            server_settings={"application_name": "synchrod:target"})
+        self.target_pool = await create_pool(self.config.target.database,
+                                             application_name="synchrod:target",
+                                             max_size=len(groups) + 2)
         async with self.target_pool.acquire() as conn:
             if migrate:
                 await schema.migrate(conn)
+            self.schema_ready = await reads.schema_ready(conn)
             self.target_identity = await recorder.identity(conn)
         self.apply_config(self.config)
 
@@ -80,7 +82,8 @@ class Engine:
             rt = self.sources.get(src.sysname)
             if rt is None:
                 self.sources[src.sysname] = SourceRuntime(
-                    src, ThreadPoolExecutor(workers, thread_name_prefix=f"media-{src.sysname}"))
+                    src, ThreadPoolExecutor(workers, thread_name_prefix=f"media-{src.sysname}"),
+                    workers)
             else:
                 if rt.cfg.database != src.database:
                     rt.verified = False

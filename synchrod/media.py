@@ -47,41 +47,56 @@ def _target_error(exc: OSError, path: str) -> TargetError:
 
 # --- reading recorder files -------------------------------------------------
 
-def resolve_source(mount_real: str, mount_path: str, cfpath: str) -> str:
-    """The real path of a recorder file, refused unless it is inside the mount."""
+def locate(mount_real: str, mount_path: str, cfpath: str) -> tuple[int, os.stat_result]:
+    """Finds a recorder file without reading it: an ``O_PATH`` descriptor and
+    its stat. Refused unless the file the kernel actually resolved (every
+    symlink followed, read back from ``/proc/self/fd``) is a regular file
+    inside the real mount path; a FIFO or device would hang or never end.
+    Checking the opened file, not a path looked up beforehand, leaves no
+    window for a directory to be swapped for a symlink in between."""
     reason = unsafe_reason(cfpath)
     if reason:
         raise CallError("unsafe_path", f"{cfpath!r}: {reason}")
-    real = os.path.realpath(join_under(mount_path, cfpath))
-    if not is_inside(mount_real, real):
-        raise CallError("unsafe_path", f"{cfpath!r} resolves outside the mount path")
-    return real
+    faults.point("source_read")
+    full = join_under(mount_path, cfpath)
+    try:
+        pfd = os.open(full, os.O_PATH | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if not is_inside(mount_real, os.path.realpath(full)):  # a dangling link out of the mount
+            raise CallError("unsafe_path", f"{cfpath!r} resolves outside the mount path") from None
+        raise CallError("missing_file", f"{cfpath} does not exist") from None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise CallError("unsafe_path", f"{cfpath}: {exc.strerror}") from None
+        raise CallError("io_error", f"{cfpath}: {exc.strerror}") from None
+    try:
+        real = os.readlink(f"/proc/self/fd/{pfd}")
+        if not is_inside(mount_real, real):
+            raise CallError("unsafe_path", f"{cfpath!r} resolves outside the mount path")
+        st = os.fstat(pfd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CallError("unsafe_path", f"{cfpath} is not a regular file")
+    except BaseException:
+        os.close(pfd)
+        raise
+    return pfd, st
+
+
+def open_located(pfd: int, cfpath: str) -> int:
+    """Opens for reading the very file an ``O_PATH`` descriptor points to."""
+    try:
+        return os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CallError("io_error", f"{cfpath}: {exc.strerror}") from None
 
 
 def open_source(mount_real: str, mount_path: str, cfpath: str) -> tuple[int, os.stat_result]:
-    """Opens a recorder file for reading; refuses anything but a regular file
-    inside the mount (a FIFO or device would hang the copy or never end)."""
-    real = resolve_source(mount_real, mount_path, cfpath)
-    faults.point("source_read")
+    """A safe recorder file opened for reading (see :func:`locate`)."""
+    pfd, st = locate(mount_real, mount_path, cfpath)
     try:
-        before = os.stat(real)
-    except FileNotFoundError:
-        raise CallError("missing_file", f"{cfpath} does not exist") from None
-    except OSError as exc:
-        raise CallError("io_error", f"{cfpath}: {exc.strerror}") from None
-    if not stat.S_ISREG(before.st_mode):
-        raise CallError("unsafe_path", f"{cfpath} is not a regular file")
-    try:
-        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise CallError("missing_file", f"{cfpath} does not exist") from None
-    except OSError as exc:
-        raise CallError("io_error", f"{cfpath}: {exc.strerror}") from None
-    st = os.fstat(fd)
-    if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise CallError("unsafe_path", f"{cfpath} changed while being opened")
-    return fd, st
+        return open_located(pfd, cfpath), st
+    finally:
+        os.close(pfd)
 
 
 def check_size(cfpath: str, actual: int, expected: int) -> None:
@@ -161,7 +176,7 @@ def copy_to(src_fd: int, size: int, dest: str, sha256: bool) -> str | None:
     directory = os.path.dirname(dest)
     tmp = temp_name(dest)
     try:
-        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+        make_dirs(directory)
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
     except OSError as exc:
         raise _target_error(exc, directory) from None
@@ -191,6 +206,31 @@ def copy_to(src_fd: int, size: int, dest: str, sha256: bool) -> str | None:
         remove(dest, final=False)
         raise _target_error(exc, dest) from None
     return digest
+
+
+def make_dirs(directory: str) -> None:
+    """Like ``os.makedirs`` but every level it creates gets ``DIR_MODE``
+    (makedirs applies the mode to the last level only)."""
+    missing = []
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for level in reversed(missing):
+        try:
+            os.mkdir(level, DIR_MODE)
+        except FileExistsError:
+            pass
+
+
+def size_of(mount_real: str, mount_path: str, cfpath: str) -> int | None:
+    """Real size of a recorder file whose cfsize is unknown; None when it
+    cannot be read (the media phase reports why)."""
+    try:
+        pfd, st = locate(mount_real, mount_path, cfpath)
+    except CallError:
+        return None
+    os.close(pfd)
+    return st.st_size
 
 
 def remove(path: str, final: bool = True) -> None:

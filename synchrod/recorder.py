@@ -20,8 +20,10 @@ __all__ = ["connect", "load_batch", "mark", "ensure_index", "identity", "MINUS_I
 MINUS_INFINITY = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
 
 _PENDING = "c.synchronized IS NULL"
+# re-sync: marked calls once each past a cursor, plus failed ones due again
 _PENDING_OR_RESYNC = ("(c.synchronized IS NULL OR (c.synchronized IN ('S', 'N', 'E') "
-                      "AND (c.start_ts, c.id) > ($7::timestamptz, $8::bigint)))")
+                      "AND ((c.start_ts, c.id) > ($7::timestamptz, $8::bigint) "
+                      "OR c.id = ANY ($9::bigint[]))))")
 
 
 def _query(resync: bool) -> str:
@@ -32,12 +34,13 @@ def _query(resync: bool) -> str:
 async def load_batch(conn: asyncpg.Connection, *, earliest: dt.datetime | None,
                      only_finished: bool, only_processed: bool, without_streams: bool,
                      excluded: Sequence[int], limit: int,
-                     resync_cursor: tuple[dt.datetime, int] | None = None) -> list[SourceCouple]:
+                     resync_cursor: tuple[dt.datetime, int] | None = None,
+                     retry_due: Sequence[int] = ()) -> list[SourceCouple]:
     """The oldest candidates of this source, at most ``limit``, in one query."""
     args = [earliest or MINUS_INFINITY, only_finished, only_processed, without_streams,
             list(excluded), limit]
     if resync_cursor is not None:
-        args += list(resync_cursor)
+        args += [*resync_cursor, list(retry_due)]
     rows = await conn.fetch(_query(resync_cursor is not None), *args)
     return [_couple(r) for r in rows]
 

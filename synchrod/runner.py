@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import structlog
 
@@ -52,9 +52,11 @@ class Totals:
     seconds: float = 0.0
     state: str = "idle"
     error: str | None = None
+    plan: list = field(default_factory=list)   # (sid, action) of a dry run
 
     def add(self, r: CycleResult) -> None:
         self.cycles += 1
+        self.plan.extend(r.dry_run_plan)
         for f in ("taken", "synchronized", "not_used", "erroneous", "failed", "skipped",
                   "files", "bytes", "seconds"):
             setattr(self, f, getattr(self, f) + getattr(r, f))

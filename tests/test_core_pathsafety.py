@@ -1,5 +1,5 @@
 """Path safety (SPEC §3.3): the lexical check of untrusted ``cfpath`` values
-and the filesystem check in media.resolve_source/open_source, on real files,
+and the filesystem check in media.locate/open_source, on real files,
 symlinks and a FIFO under tmp_path."""
 from __future__ import annotations
 
@@ -130,9 +130,15 @@ def test_regular_file_inside_mount_opens(mount):
     assert st_.st_size == 100 and stat.S_ISREG(st_.st_mode)
 
 
-def test_resolve_source_returns_real_path(mount):
-    real = media.resolve_source(os.path.realpath(mount), str(mount), "/rec/a.wav")
-    assert real == os.path.realpath(mount / "rec" / "a.wav")
+def test_locate_reads_nothing_and_finds_the_real_file(mount):
+    pfd, st_ = media.locate(os.path.realpath(mount), str(mount), "/rec/a.wav")
+    try:
+        assert os.readlink(f"/proc/self/fd/{pfd}") == os.path.realpath(mount / "rec" / "a.wav")
+        assert st_.st_size == 100
+        with pytest.raises(OSError):
+            os.read(pfd, 1)   # an O_PATH descriptor cannot read
+    finally:
+        os.close(pfd)
 
 
 def test_mount_path_that_is_a_symlink_works(mount, tmp_path):
@@ -207,7 +213,7 @@ def test_directory_is_refused(mount):
 
 def test_symlink_loop_is_a_call_error(mount):
     (mount / "rec" / "loop").symlink_to("loop")
-    assert refused(mount, "/rec/loop").reason == "io_error"
+    assert refused(mount, "/rec/loop").reason == "unsafe_path"   # ELOOP: refused, never followed
 
 
 def _refuse_in_thread(mount, cfpath):
@@ -246,12 +252,8 @@ def test_device_node_is_refused(mount):
 
 
 @given(paths)
-def test_resolve_source_refuses_every_lexically_unsafe_path(p):
+def test_locate_refuses_every_lexically_unsafe_path(p):
     # no filesystem access happens for these: the mount need not exist
-    if unsafe_reason(p) is not None:
-        with pytest.raises(CallError) as info:
-            media.resolve_source("/nonexistent-mount", "/nonexistent-mount", p)
-        assert info.value.reason == "unsafe_path"
-    else:
-        assert media.resolve_source("/nonexistent-mount", "/nonexistent-mount", p) \
-            == "/nonexistent-mount" + p
+    with pytest.raises(CallError) as info:
+        media.locate("/nonexistent-mount", "/nonexistent-mount", p)
+    assert info.value.reason == ("unsafe_path" if unsafe_reason(p) is not None else "missing_file")

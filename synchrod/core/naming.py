@@ -45,3 +45,9 @@ def temp_name(final_path: str) -> str:
     """The temporary sibling a copy is written to before its rename."""
     head, tail = posixpath.split(final_path)
     return posixpath.join(head, TMP_PREFIX + tail)
+
+
+def variant(rel: str, n: int) -> str:
+    """The n-th alternative of a relative name: ``…+12.r1.wav``."""
+    head, ext = posixpath.splitext(rel)
+    return f"{head}.r{n}{ext}"

@@ -23,7 +23,12 @@ SELECT source_cplid, mark, target_cplid FROM synchrod.synced
 """
 
 _IN_BACKOFF = """
-SELECT source_cplid FROM synchrod.attempts WHERE source = $1 AND next_try_at > now()
+SELECT source_cplid FROM synchrod.attempts
+ WHERE source = $1 AND next_try_at > now() AND next_try_at < 'infinity'
+"""
+
+_RETRY_DUE = """
+SELECT source_cplid FROM synchrod.attempts WHERE source = $1 AND next_try_at <= now()
 """
 
 _ATTEMPTS = """
@@ -54,6 +59,15 @@ async def synced_marks(conn: asyncpg.Connection, source: str, ids: Sequence[int]
 
 async def in_backoff(conn: asyncpg.Connection, source: str) -> list[int]:
     return [r["source_cplid"] for r in await conn.fetch(_IN_BACKOFF, source)]
+
+
+async def retry_due(conn: asyncpg.Connection, source: str) -> list[int]:
+    """Failed calls whose back-off is over (calls marked E wait forever)."""
+    return [r["source_cplid"] for r in await conn.fetch(_RETRY_DUE, source)]
+
+
+async def schema_ready(conn: asyncpg.Connection) -> bool:
+    return await conn.fetchval("SELECT to_regclass('synchrod.attempts') IS NOT NULL")
 
 
 async def attempts(conn: asyncpg.Connection, source: str, ids: Sequence[int]) -> dict[int, int]:

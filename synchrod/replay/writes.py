@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from ..core import backoff
-from ..core.model import SourceCouple, TargetCouple
+from ..core.model import COUPLE_COLUMNS, SourceCouple, TargetCouple
 from ..core.pathsafety import is_inside
 from ..core.plan import Action, decide, mark_for
 from ..core.quality import Quality
@@ -89,41 +89,32 @@ SELECT count(pg_advisory_xact_lock(k))
   FROM (SELECT DISTINCT hashtextextended(s, 1414) AS k FROM unnest($1::text[]) s ORDER BY 1) q
 """
 _NEXTVAL = "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)"
-_INSERT_CALLS = """
-INSERT INTO callrec.calls (id, start_ts, stop_ts, length)
-SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::int[])
-"""
 _INSERT_CALL_ORIGIN = """
 INSERT INTO synchrod.call_origin (source, source_callid, target_callid)
 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[]) ON CONFLICT DO NOTHING
 """
 _COUPLE_ARRAYS = """unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::int[],
        $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-       $13::bool[], $14::text[], $15::text[], $16::text[])"""
-_INSERT_COUPLES = f"""
-INSERT INTO callrec.couples (id, callid, start_ts, stop_ts, length, callingnr, originalcallednr,
-       finalcallednr, callingpartyname, calledpartyname, problemstatus, description, protected,
-       sid, mixed, state, cfcnt)
-SELECT *, 0 FROM {_COUPLE_ARRAYS}
-"""
+       $13::bool[], $14::text[], $15::text[], $16::text[], $17::int[])"""
+# Bulk inserts of fresh rows go through COPY (ids come from the tables' own
+# sequences first, so no RETURNING order is relied upon).
+_CALL_COLUMNS = ("id", "start_ts", "stop_ts", "length")
+_COUPLE_INSERT_COLUMNS = ("id", "callid") + COUPLE_COLUMNS + ("cfcnt",)
+_FILE_COLUMNS = ("cplid", "cftype", "cfsize", "cfpath", "digest", "start_ts", "stop_ts")
+_RUN_CALL_COLUMNS = ("run_id", "source_cplid", "sid", "outcome", "reason", "detail")
 _UPDATE_COUPLES = f"""
 UPDATE callrec.couples c
    SET start_ts = u.start_ts, stop_ts = u.stop_ts, length = u.length, callingnr = u.callingnr,
        originalcallednr = u.originalcallednr, finalcallednr = u.finalcallednr,
        callingpartyname = u.callingpartyname, calledpartyname = u.calledpartyname,
        problemstatus = u.problemstatus, description = u.description, protected = u.protected,
-       mixed = u.mixed, state = u.state
+       mixed = u.mixed, state = u.state, cfcnt = u.cfcnt
   FROM {_COUPLE_ARRAYS} AS u(id, callid, start_ts, stop_ts, length, callingnr, originalcallednr,
        finalcallednr, callingpartyname, calledpartyname, problemstatus, description, protected,
-       sid, mixed, state)
+       sid, mixed, state, cfcnt)
  WHERE c.id = u.id
 """
 _DELETE_FILES = "DELETE FROM callrec.cfiles WHERE cplid = ANY($1::bigint[]) RETURNING cfpath"
-_INSERT_FILES = """
-INSERT INTO callrec.cfiles (cplid, cftype, cfsize, cfpath, digest, start_ts, stop_ts)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                     $6::timestamptz[], $7::timestamptz[])
-"""
 _INSERT_EXTDATA = """
 INSERT INTO callrec.couple_extdata (cplid, key, value)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING
@@ -131,10 +122,6 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) ON CONFLICT DO NOTHIN
 _INSERT_VOICE_TAGS = """
 INSERT INTO callrec.voice_tags (cplid, tag, position_ms)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING
-"""
-_UPDATE_CFCNT = """
-UPDATE callrec.couples c SET cfcnt = (SELECT count(*) FROM callrec.cfiles f WHERE f.cplid = c.id)
- WHERE c.id = ANY($1::bigint[])
 """
 _UPSERT_SYNCED = """
 INSERT INTO synchrod.synced (source, source_cplid, sid, target_cplid, mark)
@@ -146,7 +133,9 @@ ON CONFLICT (source, source_cplid) DO UPDATE
 _CLEAR_ATTEMPTS = "DELETE FROM synchrod.attempts WHERE source = $1 AND source_cplid = ANY($2::bigint[])"
 _UPSERT_ATTEMPTS = """
 INSERT INTO synchrod.attempts (source, source_cplid, sid, attempts, next_try_at, last_reason, last_detail)
-SELECT $1, u.id, u.sid, u.n, now() + make_interval(secs => u.delay), u.reason, u.detail
+SELECT $1, u.id, u.sid, u.n,
+       -- a call marked E waits for the operator, not for a clock
+       coalesce(now() + make_interval(secs => u.delay), 'infinity'), u.reason, u.detail
   FROM unnest($2::bigint[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[])
        AS u(id, sid, n, delay, reason, detail)
 ON CONFLICT (source, source_cplid) DO UPDATE
@@ -161,11 +150,6 @@ _INSERT_RUN = """
 INSERT INTO synchrod.runs (source, daemon, started_at, finished_at, taken, synchronized, not_used,
        erroneous, failed, skipped, files, bytes, error)
 VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id
-"""
-_INSERT_RUN_CALLS = """
-INSERT INTO synchrod.run_calls (run_id, source_cplid, sid, outcome, reason, detail)
-SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
-ON CONFLICT DO NOTHING
 """
 _UPSERT_CURSOR = """
 INSERT INTO synchrod.source_state (source, resync_cursor_ts, resync_cursor_id) VALUES ($1, $2, $3)
@@ -276,7 +260,9 @@ async def _execute(conn, policy: Policy, plan: _Plan, out: Committed) -> None:
     for (key, *_), new_id in zip(plan.new_calls, call_ids):
         resolved[key] = new_id
     if plan.new_calls:
-        await conn.execute(_INSERT_CALLS, call_ids, *_columns([r[1:] for r in plan.new_calls]))
+        await conn.copy_records_to_table(
+            "calls", schema_name="callrec", columns=_CALL_COLUMNS,
+            records=[(i, *r[1:]) for i, r in zip(call_ids, plan.new_calls)])
 
     def call_id(key: int | str) -> int:
         return resolved[key] if isinstance(key, str) else key
@@ -291,11 +277,13 @@ async def _execute(conn, policy: Policy, plan: _Plan, out: Committed) -> None:
     rows = []
     for (d, key), new_id in zip(plan.new_couples, couple_ids):
         target_of[d.couple.id] = new_id
-        rows.append((new_id, call_id(key)) + d.couple.column_values())
+        rows.append((new_id, call_id(key)) + d.couple.column_values() + (len(d.files),))
     if rows:
-        await conn.execute(_INSERT_COUPLES, *_columns(rows))
+        await conn.copy_records_to_table("couples", schema_name="callrec",
+                                         columns=_COUPLE_INSERT_COLUMNS, records=rows)
     if plan.replaced:
-        rows = [(t.id, t.callid) + d.couple.column_values() for d, t in plan.replaced]
+        rows = [(t.id, t.callid) + d.couple.column_values() + (len(d.files),)
+                for d, t in plan.replaced]
         await conn.execute(_UPDATE_COUPLES, *_columns(rows))
         old = [r["cfpath"] for r in await conn.fetch(_DELETE_FILES, [t.id for _, t in plan.replaced])]
         new_paths = {f.cfpath for d, _ in plan.replaced for f in d.files}
@@ -311,7 +299,8 @@ async def _execute(conn, policy: Policy, plan: _Plan, out: Committed) -> None:
             file_rows.append((target_of[d.couple.id], f.cftype, f.cfsize, f.cfpath, f.digest,
                               f.start_ts, f.stop_ts))
     if file_rows:
-        await conn.execute(_INSERT_FILES, *_columns(file_rows))
+        await conn.copy_records_to_table("cfiles", schema_name="callrec", columns=_FILE_COLUMNS,
+                                         records=file_rows)
 
     # metadata union
     ext_rows, tag_rows = [], []
@@ -324,10 +313,6 @@ async def _execute(conn, policy: Policy, plan: _Plan, out: Committed) -> None:
         await conn.execute(_INSERT_EXTDATA, *_columns(ext_rows))
     if tag_rows:
         await conn.execute(_INSERT_VOICE_TAGS, *_columns(tag_rows))
-
-    touched = [target_of[d.couple.id] for d, _ in plan.new_couples] + [t.id for _, t in plan.replaced]
-    if touched:
-        await conn.execute(_UPDATE_CFCNT, touched)
 
     # origin and marks
     synced_rows = []
@@ -358,13 +343,14 @@ async def _attempts(conn, policy: Policy, failures: Sequence[Failure], out: Comm
     rows = []
     for f in failures:
         n = previous.get(f.couple.id, 0) + 1
+        delay: int | None = backoff.delay(n, policy.backoff_base)
         if backoff.gives_up(n, policy.max_attempts, policy.mark_erroneous):
             out.marks[f.couple.id] = "E"
             out.outcomes.append(Outcome(f.couple.id, f.couple.sid, "erroneous", f.reason, f.detail))
+            delay = None
         else:
             out.outcomes.append(Outcome(f.couple.id, f.couple.sid, "failed", f.reason, f.detail))
-        rows.append((f.couple.id, f.couple.sid, n, backoff.delay(n, policy.backoff_base),
-                     f.reason, f.detail[:2000]))
+        rows.append((f.couple.id, f.couple.sid, n, delay, f.reason, f.detail[:2000]))
     await conn.execute(_UPSERT_ATTEMPTS, policy.source, *_columns(rows))
 
 
@@ -375,5 +361,8 @@ async def _history(conn, policy: Policy, started_at: dt.datetime, out: Committed
         _INSERT_RUN, policy.source, policy.daemon, started_at, len(out.outcomes),
         out.count("synchronized"), out.count("not_used"), out.count("erroneous"),
         out.count("failed"), out.count("skipped"), out.files, out.bytes, None)
-    rows = [(o.cplid, o.sid, o.outcome, o.reason, o.detail) for o in out.outcomes]
-    await conn.execute(_INSERT_RUN_CALLS, out.run_id, *_columns(rows))
+    # one row per call, even if a retry of this run listed a call twice
+    rows = {o.cplid: (out.run_id, o.cplid, o.sid, o.outcome, o.reason, o.detail)
+            for o in out.outcomes}
+    await conn.copy_records_to_table("run_calls", schema_name="synchrod",
+                                     columns=_RUN_CALL_COLUMNS, records=list(rows.values()))

@@ -1,0 +1,205 @@
+"""The media phase of a cycle: where each file goes, and moving the bytes.
+
+Placement happens on the event loop (pure, with the filesystem usage read
+once per batch); the copies run in the source's bounded pool, one chunk of
+calls per worker so the hand-off costs nothing per file; then one
+``syncfs`` per target filesystem makes the whole batch durable.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from . import faults, media
+from .core import naming
+from .core.model import VIDEO_TYPES, CFile, SourceCouple, TargetCouple
+from .core.pathsafety import is_inside, unsafe_reason
+from .core.placement import Placer
+from .core.plan import Action
+from .core.quality import Quality, quality
+from .engine import Engine, SourceRuntime
+from .replay import journal
+from .replay.writes import Delivery, Failure, NewFile
+
+
+@dataclass
+class Prepared:
+    """A candidate with the files this source takes and the planned action."""
+    couple: SourceCouple
+    files: tuple[CFile, ...]
+    action: Action = Action.MERGE
+    sizes: dict[int, int] = field(default_factory=dict)  # real sizes where cfsize is 0 (unknown)
+
+    def quality(self) -> Quality:
+        c = self.couple
+        nbytes = sum(f.cfsize or self.sizes.get(f.id, 0) for f in self.files)
+        return quality(c.state, c.problemstatus, len(self.files), nbytes, c.length)
+
+
+async def fill_unknown_sizes(rt: SourceRuntime, prepared: Sequence[Prepared]) -> None:
+    """A recorder may leave cfsize 0 (unknown); rank those calls by the real size."""
+    unknown = [(p, f) for p in prepared for f in p.files if not f.cfsize]
+    if not unknown:
+        return
+    mount_real = os.path.realpath(rt.cfg.mount_path)
+    loop = asyncio.get_running_loop()
+    sizes = await asyncio.gather(*(loop.run_in_executor(
+        rt.pool, media.size_of, mount_real, rt.cfg.mount_path, f.cfpath) for _, f in unknown))
+    for (p, f), size in zip(unknown, sizes):
+        if size is not None:
+            p.sizes[f.id] = size
+
+
+def _destination(root: str, p: Prepared, f: CFile, source: str, live: set[str]) -> str:
+    """The file's name on the target. A re-delivery of the same source file
+    must not be renamed over the copy committed rows still use, so a name
+    the target couple holds is skipped for a numbered variant."""
+    rel = naming.relpath(p.couple.start_ts, p.couple.sid, source, f.id, f.cfpath)
+    dest, n = os.path.join(root, rel), 0
+    while dest in live:
+        n += 1
+        dest = os.path.join(root, naming.variant(rel, n))
+    return dest
+
+
+async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepared],
+                   current: dict[str, TargetCouple], tconn):
+    """Copies (or checks, in link mode) the media of every call that needs it.
+    Returns (deliveries, failures, skipped)."""
+    cfg, src = engine.config, rt.cfg
+    deliveries: list[Delivery] = []
+    failures: list[Failure] = []
+    skipped: list[Failure] = []
+
+    placers = {}
+    if src.copy_files:
+        paths = cfg.target.audio_paths + cfg.target.video_paths
+        usage = {p.path: u for p in paths if (u := media.fs_usage(p.path)) is not None}
+        placers = {"audio": Placer(cfg.target.audio_paths, usage, engine.balance_ledger),
+                   "video": Placer(cfg.target.video_paths, usage, engine.balance_ledger)}
+
+    jobs: list[tuple[Prepared, list[tuple[CFile, str | None]]]] = []
+    for p in prepared:
+        if p.action is Action.MERGE:
+            deliveries.append(Delivery(p.couple, p.quality(), p.action))
+            continue
+        bad = next(((f.cfpath, r) for f in p.files if (r := unsafe_reason(f.cfpath))), None)
+        if bad:
+            failures.append(Failure(p.couple, "unsafe_path", f"{bad[0]!r}: {bad[1]}"))
+            continue
+        if not src.copy_files:
+            jobs.append((p, [(f, None) for f in p.files]))
+            continue
+        target = current.get(p.couple.sid)
+        live = set(target.file_paths) if target else set()
+        dests = []
+        for f in p.files:
+            root = placers["video" if f.cftype in VIDEO_TYPES else "audio"].place(f.cfsize)
+            if root is None:
+                break
+            dests.append((f, _destination(root, p, f, src.sysname, live)))
+        if len(dests) < len(p.files):
+            skipped.append(Failure(p.couple, "storage_full", "no target path below its watermark"))
+            continue
+        jobs.append((p, dests))
+
+    if src.copy_files:
+        await journal.record_intents(tconn, src.sysname, [d for _, ds in jobs for _, d in ds])
+
+    results = await _run_jobs(rt, jobs, cfg.synchro.verify == "sha256")
+    faults.point("after_copy")
+    roots = engine.owned_roots()
+    used_roots: set[str] = set()
+    for (p, dests), result in zip(jobs, results):
+        if isinstance(result, media.CallError):
+            failures.append(Failure(p.couple, result.reason, result.detail))
+        elif isinstance(result, media.TargetError):
+            skipped.append(Failure(p.couple, result.reason, result.detail))
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            deliveries.append(Delivery(p.couple, p.quality(), p.action, result))
+            used_roots.update(r for _, d in dests if d for r in roots if is_inside(r, d))
+    loop = asyncio.get_running_loop()
+    for root in sorted(used_roots):
+        await loop.run_in_executor(rt.pool, media.syncfs, root)
+    return deliveries, failures, skipped
+
+
+async def _run_jobs(rt: SourceRuntime, jobs, sha: bool) -> list:
+    """Runs the jobs in the source's pool, one chunk per worker; a result per
+    job, in order: its files, or the exception that failed it."""
+    if not jobs:
+        return []
+    src = rt.cfg
+    mount_real = os.path.realpath(src.mount_path)
+    workers = max(1, min(rt.workers, len(jobs)))
+
+    def run_chunk(chunk):
+        out = []
+        for p, dests in chunk:
+            try:
+                out.append(_deliver_files(p, dests, mount_real, src.mount_path, src.copy_files, sha))
+            except (media.CallError, media.TargetError) as exc:
+                out.append(exc)
+        return out
+
+    loop = asyncio.get_running_loop()
+    chunks = [jobs[i::workers] for i in range(workers)]
+    done = await asyncio.gather(*(loop.run_in_executor(rt.pool, run_chunk, c) for c in chunks))
+    results: list = [None] * len(jobs)
+    for i, chunk_results in enumerate(done):
+        results[i::workers] = chunk_results
+    return results
+
+
+def _deliver_files(p: Prepared, dests, mount_real: str, mount_path: str, copy: bool,
+                   sha: bool) -> tuple[NewFile, ...]:
+    # every file is located (nothing read) before any is read: a call with
+    # one unsafe path has nothing read at all
+    located = []
+    try:
+        for f, _ in dests:
+            located.append(media.locate(mount_real, mount_path, f.cfpath))
+        return tuple(_copy(located, dests, sha) if copy else _link(located, dests, mount_path, sha))
+    finally:
+        for pfd, _ in located:
+            os.close(pfd)
+
+
+def _copy(located, dests, sha: bool):
+    written = []
+    try:
+        for (pfd, st), (f, dest) in zip(located, dests):
+            media.check_size(f.cfpath, st.st_size, f.cfsize)
+            fd = media.open_located(pfd, f.cfpath)
+            try:
+                written.append(dest)
+                digest = media.copy_to(fd, st.st_size, dest, sha)
+            finally:
+                os.close(fd)
+            if digest is not None:
+                media.check_digest(f.cfpath, digest, f.digest)
+            yield NewFile(f.cftype, st.st_size, dest, digest if sha else f.digest,
+                          f.start_ts, f.stop_ts, copied=True)
+    except BaseException:
+        for dest in written:  # never a live file: see _destination
+            media.remove(dest)
+        raise
+
+
+def _link(located, dests, mount_path: str, sha: bool):
+    for (pfd, st), (f, _) in zip(located, dests):
+        media.check_size(f.cfpath, st.st_size, f.cfsize)
+        digest = None
+        if sha:
+            fd = media.open_located(pfd, f.cfpath)
+            try:
+                digest = media.hash_fd(fd, st.st_size)
+            finally:
+                os.close(fd)
+            media.check_digest(f.cfpath, digest, f.digest)
+        yield NewFile(f.cftype, st.st_size, mount_path.rstrip("/") + f.cfpath,
+                      digest if sha else f.digest, f.start_ts, f.stop_ts, copied=False)
