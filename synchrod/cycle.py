@@ -128,7 +128,8 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
             res.dry_run_plan = [(p.couple.sid, p.action.value) for p in prepared]
             return
 
-        deliveries, failures, skipped = await transfer(engine, rt, prepared, current, tconn)
+        moved = await transfer(engine, rt, prepared, current, tconn)
+        failures, skipped = moved.failures, moved.skipped
         if failures and media.mount_problem(src.mount_path, src.require_mount):
             # the mount went away under us: not the calls' fault
             skipped += [Failure(f.couple, "source_unavailable", f.detail) for f in failures]
@@ -139,13 +140,13 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
         policy = Policy(src.sysname, engine.daemon_name, cfg.synchro.synchronize_voice_tags,
                         cfg.synchro.max_attempts, cfg.synchro.mark_erroneous,
                         cfg.synchro.backoff_base, engine.owned_roots())
-        committed = await commit_batch(tconn, policy, deliveries, failures, skipped, started_at)
+        committed = await commit_batch(tconn, policy, moved.deliveries, failures, skipped, started_at)
         faults.point("after_commit")
 
         await recorder.mark(conn, committed.marks)
         faults.point("after_mark")
 
-        await _remove(tconn, committed.orphaned, committed.replaced, log)
+        await _remove(tconn, committed.orphaned + moved.abandoned, committed.replaced, log)
         if cursor is not None:
             new_cursor = _advance_cursor(batch, committed, cursor)
             if new_cursor != cursor:

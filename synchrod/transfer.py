@@ -64,14 +64,20 @@ def _destination(root: str, p: Prepared, f: CFile, source: str, live: set[str]) 
     return dest
 
 
+@dataclass
+class Transferred:
+    deliveries: list[Delivery] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)   # the calls' fault: an attempt
+    skipped: list[Failure] = field(default_factory=list)    # not their fault: no attempt
+    abandoned: list[str] = field(default_factory=list)      # journaled copies of failed calls
+
+
 async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepared],
-                   current: dict[str, TargetCouple], tconn):
-    """Copies (or checks, in link mode) the media of every call that needs it.
-    Returns (deliveries, failures, skipped)."""
+                   current: dict[str, TargetCouple], tconn) -> Transferred:
+    """Copies (or checks, in link mode) the media of every call that needs it."""
     cfg, src = engine.config, rt.cfg
-    deliveries: list[Delivery] = []
-    failures: list[Failure] = []
-    skipped: list[Failure] = []
+    out = Transferred()
+    deliveries, failures, skipped = out.deliveries, out.failures, out.skipped
 
     placers = {}
     if src.copy_files:
@@ -113,6 +119,8 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
     roots = engine.owned_roots()
     used_roots: set[str] = set()
     for (p, dests), result in zip(jobs, results):
+        if isinstance(result, BaseException):
+            out.abandoned.extend(d for _, d in dests if d)
         if isinstance(result, media.CallError):
             failures.append(Failure(p.couple, result.reason, result.detail))
         elif isinstance(result, media.TargetError):
@@ -125,7 +133,7 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
     loop = asyncio.get_running_loop()
     for root in sorted(used_roots):
         await loop.run_in_executor(rt.pool, media.syncfs, root)
-    return deliveries, failures, skipped
+    return out
 
 
 async def _run_jobs(rt: SourceRuntime, jobs, sha: bool) -> list:

@@ -12,6 +12,7 @@ import pytest
 from _sync_helpers import (attempts, blob, files_under, outcomes, set_source, set_synchro,
                            set_target, sha256, source_sha, spec, target_couples, target_files,
                            target_shas, wav)
+from invariants import assert_consistent
 from synchrod.core.naming import TMP_PREFIX
 from synchrod.testing.recorders import CallSpec, FileSpec, write_wav
 
@@ -278,3 +279,30 @@ def test_video_paths_take_video_image_and_recd(env):
     assert where == {"AUDIO": "audio", "INDEX": "audio", "ARCHIVE": "audio",
                      "VIDEO": "screens", "IMAGE": "screens", "RECD": "screens"}
     assert _counts(env, env.target_path, screens) == [3, 3]
+
+
+def test_redelivery_never_touches_the_live_copy(env):
+    """A source re-delivers a better version of a call it delivered before
+    (same recorder files, so the same names): the new copies must not be
+    renamed over the files committed rows use, and a failure half-way must
+    leave the committed copy intact."""
+    set_synchro(env, only_finished=False)
+    env.add_calls(0, [spec("x1", [wav("/c/x1/a.wav"), wav("/c/x1/b.wav")], state="DECODED")])
+    env.once("--until-idle", check_rc=0)
+    live = {p: p.read_bytes() for p in env.target_files()}
+    assert len(live) == 2
+    env.source(0, "UPDATE callrec.couples SET state = 'FINISHED', synchronized = NULL")
+    os.unlink(env.mounts[0] / "c/x1/b.wav")   # its second file cannot be read this time
+    env.once(check_rc=1)
+    assert {p: p.read_bytes() for p in env.target_files()} == live
+    assert_consistent(env, {"x1"}, nsources=1)
+    # once the file is back, the better copy replaces the old one under new names
+    wav_path = env.mounts[0] / "c/x1/b.wav"
+    write_wav(wav_path, 1, 300)
+    env.target("UPDATE synchrod.attempts SET next_try_at = now() - interval '1 second'")
+    env.source(0, "UPDATE callrec.cfiles SET cfsize = %s WHERE cfpath = '/c/x1/b.wav'",
+               wav_path.stat().st_size)
+    env.once("--until-idle", check_rc=0)
+    assert env.target("SELECT state FROM callrec.couples") == [("FINISHED",)]
+    assert_consistent(env, {"x1"}, nsources=1)
+    assert not set(live) & {p for p in env.target_files()}
