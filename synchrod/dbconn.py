@@ -50,7 +50,11 @@ def split_dsn(dsn: str) -> tuple[str, float]:
 
 
 def server_settings(application_name: str) -> dict[str, str]:
-    return {"application_name": application_name, "statement_timeout": str(STATEMENT_TIMEOUT_MS)}
+    # Custom plans: synchrod's statements are few per batch, and a generic
+    # plan cached while a table was small (a fresh replay database filling
+    # up) would scan whole tables for every row later on.
+    return {"application_name": application_name, "statement_timeout": str(STATEMENT_TIMEOUT_MS),
+            "plan_cache_mode": "force_custom_plan"}
 
 
 async def connect(dsn: str, *, application_name: str = "synchrod") -> asyncpg.Connection:

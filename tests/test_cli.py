@@ -10,7 +10,7 @@ from _sync_helpers import cli, files_under, set_source, spec, speech_tags, targe
 from synchrod.passwords import verify_password
 from synchrod.testing.recorders import FileSpec
 
-SYNCHROD_TABLES = {"attempts", "call_origin", "pending_files", "pending_unlink", "run_calls",
+SYNCHROD_TABLES = {"attempts", "pending_files", "pending_unlink", "run_calls",
                    "runs", "schema_migrations", "source_state", "synced"}
 
 

@@ -7,14 +7,16 @@ import asyncpg
 
 from ..core.model import TargetCouple
 
+# LATERAL keeps it an index lookup per sid whatever the planner thinks of
+# the array (a join + GROUP BY drifted to scanning all of cfiles).
 _COUPLES_BY_SID = """
-SELECT c.id, c.callid, c.sid, c.state, c.problemstatus, c.length,
-       count(f.id) AS nfiles, coalesce(sum(f.cfsize), 0)::bigint AS nbytes,
-       coalesce(array_agg(f.cfpath ORDER BY f.id) FILTER (WHERE f.id IS NOT NULL), '{}') AS paths
+SELECT c.id, c.callid, c.sid, c.state, c.problemstatus, c.length, f.nfiles, f.nbytes, f.paths
   FROM callrec.couples c
-  LEFT JOIN callrec.cfiles f ON f.cplid = c.id
+ CROSS JOIN LATERAL (
+       SELECT count(*) AS nfiles, coalesce(sum(cf.cfsize), 0)::bigint AS nbytes,
+              coalesce(array_agg(cf.cfpath ORDER BY cf.id), '{}') AS paths
+         FROM callrec.cfiles cf WHERE cf.cplid = c.id) f
  WHERE c.sid = ANY($1::text[])
- GROUP BY c.id
 """
 
 _SYNCED = """
@@ -36,9 +38,11 @@ SELECT source_cplid, attempts FROM synchrod.attempts
  WHERE source = $1 AND source_cplid = ANY($2::bigint[])
 """
 
-_CALL_ORIGIN = """
-SELECT source_callid, target_callid FROM synchrod.call_origin
- WHERE source = $1 AND source_callid = ANY($2::bigint[])
+_CALLS_OF_SOURCE_CALLS = """
+SELECT DISTINCT ON (s.source_callid) s.source_callid, c.callid
+  FROM synchrod.synced s JOIN callrec.couples c ON c.id = s.target_cplid
+ WHERE s.source = $1 AND s.source_callid = ANY($2::bigint[]) AND c.callid IS NOT NULL
+ ORDER BY s.source_callid, s.synced_at
 """
 
 _RESYNC_CURSOR = """
@@ -74,9 +78,10 @@ async def attempts(conn: asyncpg.Connection, source: str, ids: Sequence[int]) ->
     return {r["source_cplid"]: r["attempts"] for r in await conn.fetch(_ATTEMPTS, source, list(ids))}
 
 
-async def call_origin(conn: asyncpg.Connection, source: str, callids: Sequence[int]) -> dict[int, int]:
-    rows = await conn.fetch(_CALL_ORIGIN, source, list(callids))
-    return {r["source_callid"]: r["target_callid"] for r in rows}
+async def target_calls(conn: asyncpg.Connection, source: str, callids: Sequence[int]) -> dict[int, int]:
+    """Target call of each source call some couple of which was delivered before."""
+    rows = await conn.fetch(_CALLS_OF_SOURCE_CALLS, source, list(callids))
+    return {r["source_callid"]: r["callid"] for r in rows}
 
 
 async def resync_cursor(conn: asyncpg.Connection, source: str):

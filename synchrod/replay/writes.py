@@ -89,19 +89,15 @@ SELECT count(pg_advisory_xact_lock(k))
   FROM (SELECT DISTINCT hashtextextended(s, 1414) AS k FROM unnest($1::text[]) s ORDER BY 1) q
 """
 _NEXTVAL = "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)"
-_INSERT_CALL_ORIGIN = """
-INSERT INTO synchrod.call_origin (source, source_callid, target_callid)
-SELECT $1, * FROM unnest($2::bigint[], $3::bigint[]) ON CONFLICT DO NOTHING
-"""
-_COUPLE_ARRAYS = """unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::int[],
-       $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-       $13::bool[], $14::text[], $15::text[], $16::text[], $17::int[])"""
 # Bulk inserts of fresh rows go through COPY (ids come from the tables' own
 # sequences first, so no RETURNING order is relied upon).
 _CALL_COLUMNS = ("id", "start_ts", "stop_ts", "length")
 _COUPLE_INSERT_COLUMNS = ("id", "callid") + COUPLE_COLUMNS + ("cfcnt",)
 _FILE_COLUMNS = ("cplid", "cftype", "cfsize", "cfpath", "digest", "start_ts", "stop_ts")
 _RUN_CALL_COLUMNS = ("run_id", "source_cplid", "sid", "outcome", "reason", "detail")
+_COUPLE_ARRAYS = """unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::int[],
+       $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+       $13::bool[], $14::text[], $15::text[], $16::text[], $17::int[])"""
 _UPDATE_COUPLES = f"""
 UPDATE callrec.couples c
    SET start_ts = u.start_ts, stop_ts = u.stop_ts, length = u.length, callingnr = u.callingnr,
@@ -124,11 +120,11 @@ INSERT INTO callrec.voice_tags (cplid, tag, position_ms)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING
 """
 _UPSERT_SYNCED = """
-INSERT INTO synchrod.synced (source, source_cplid, sid, target_cplid, mark)
-SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[])
+INSERT INTO synchrod.synced (source, source_cplid, source_callid, sid, target_cplid, mark)
+SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])
 ON CONFLICT (source, source_cplid) DO UPDATE
-   SET sid = EXCLUDED.sid, target_cplid = EXCLUDED.target_cplid, mark = EXCLUDED.mark,
-       synced_at = now()
+   SET source_callid = EXCLUDED.source_callid, sid = EXCLUDED.sid,
+       target_cplid = EXCLUDED.target_cplid, mark = EXCLUDED.mark, synced_at = now()
 """
 _CLEAR_ATTEMPTS = "DELETE FROM synchrod.attempts WHERE source = $1 AND source_cplid = ANY($2::bigint[])"
 _UPSERT_ATTEMPTS = """
@@ -168,7 +164,6 @@ class _Plan:
 
     def __init__(self) -> None:
         self.new_calls: list[tuple] = []            # (key, start, stop, length)
-        self.call_origin: dict[int, int | str] = {}  # source callid -> target callid or new-call key
         self.new_couples: list[tuple[Delivery, int | str]] = []  # (delivery, call id or key)
         self.replaced: list[tuple[Delivery, TargetCouple]] = []
         self.meta: list[tuple[Delivery, int | None]] = []  # couple id (None: a new couple)
@@ -198,7 +193,8 @@ async def _write(conn, policy, deliveries, failures, skipped, started_at, out):
     ids = [d.couple.id for d in deliveries]
     recorded = await reads.synced_marks(conn, src, ids) if ids else {}
     callids = sorted({d.couple.callid for d in deliveries if d.couple.callid is not None})
-    known_calls: dict[int, int | str] = dict(await reads.call_origin(conn, src, callids)) if callids else {}
+    # source callid -> target callid, or the key of a call this batch creates
+    known_calls: dict[int, int | str] = dict(await reads.target_calls(conn, src, callids)) if callids else {}
 
     plan = _Plan()
     # a source call whose couple already sits on the target joins that call
@@ -207,7 +203,6 @@ async def _write(conn, policy, deliveries, failures, skipped, started_at, out):
         if d.couple.callid is not None and d.couple.callid not in known_calls \
                 and t is not None and t.callid is not None:
             known_calls[d.couple.callid] = t.callid
-            plan.call_origin[d.couple.callid] = t.callid
 
     for d in deliveries:
         c, t = d.couple, current.get(d.couple.sid)
@@ -229,7 +224,6 @@ async def _write(conn, policy, deliveries, failures, skipped, started_at, out):
                 plan.new_calls.append((key, c.call_start_ts or c.start_ts,
                                        c.call_stop_ts or c.stop_ts, c.call_length or c.length))
                 known_calls[c.callid] = key
-                plan.call_origin[c.callid] = key
             plan.new_couples.append((d, key))
             plan.meta.append((d, None))
             plan.synced.append((d, None, "S"))
@@ -266,10 +260,6 @@ async def _execute(conn, policy: Policy, plan: _Plan, out: Committed) -> None:
 
     def call_id(key: int | str) -> int:
         return resolved[key] if isinstance(key, str) else key
-
-    origin = [(scid, call_id(key)) for scid, key in plan.call_origin.items()]
-    if origin:
-        await conn.execute(_INSERT_CALL_ORIGIN, src, *_columns(origin))
 
     # couples
     couple_ids = await _allocate(conn, "callrec.couples", len(plan.new_couples))
@@ -318,7 +308,7 @@ async def _execute(conn, policy: Policy, plan: _Plan, out: Committed) -> None:
     synced_rows = []
     for d, tid, mark in plan.synced:
         cid = tid if tid is not None else target_of[d.couple.id]
-        synced_rows.append((d.couple.id, d.couple.sid, cid, mark))
+        synced_rows.append((d.couple.id, d.couple.callid, d.couple.sid, cid, mark))
         out.marks[d.couple.id] = mark
         out.outcomes.append(Outcome(d.couple.id, d.couple.sid,
                                     "synchronized" if mark == "S" else "not_used"))

@@ -2,26 +2,21 @@
 
 -- Every source couple synchrod has delivered, with the mark it earned.
 -- Lets a retry after "target committed, source not yet marked" re-apply the
--- same mark, and tells where each target couple came from.
+-- same mark, tells where each target couple came from, and (through
+-- source_callid) puts couples of one source call into one target call even
+-- when they arrive in different batches.
 CREATE TABLE synchrod.synced (
-    source        text        NOT NULL,
-    source_cplid  bigint      NOT NULL,
-    sid           text        NOT NULL,
-    target_cplid  bigint      NOT NULL REFERENCES callrec.couples (id) ON DELETE CASCADE,
-    mark          char(1)     NOT NULL CHECK (mark IN ('S', 'N')),
-    synced_at     timestamptz NOT NULL DEFAULT now(),
+    source         text        NOT NULL,
+    source_cplid   bigint      NOT NULL,
+    source_callid  bigint,
+    sid            text        NOT NULL,
+    target_cplid   bigint      NOT NULL REFERENCES callrec.couples (id) ON DELETE CASCADE,
+    mark           char(1)     NOT NULL CHECK (mark IN ('S', 'N')),
+    synced_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (source, source_cplid)
 );
 CREATE INDEX synced_target_cplid ON synchrod.synced (target_cplid);
-
--- Couples of one source call land in one target call.
-CREATE TABLE synchrod.call_origin (
-    source         text   NOT NULL,
-    source_callid  bigint NOT NULL,
-    target_callid  bigint NOT NULL REFERENCES callrec.calls (id) ON DELETE CASCADE,
-    PRIMARY KEY (source, source_callid)
-);
-CREATE INDEX call_origin_target ON synchrod.call_origin (target_callid);
+CREATE INDEX synced_source_call ON synchrod.synced (source, source_callid);
 
 -- Failed calls: attempts and back-off.
 CREATE TABLE synchrod.attempts (
@@ -77,8 +72,9 @@ CREATE TABLE synchrod.runs (
 );
 CREATE INDEX runs_source_id ON synchrod.runs (source, id DESC);
 
+-- No foreign key to runs: history is appended in bulk and pruned by run id.
 CREATE TABLE synchrod.run_calls (
-    run_id        bigint NOT NULL REFERENCES synchrod.runs (id) ON DELETE CASCADE,
+    run_id        bigint NOT NULL,
     source_cplid  bigint NOT NULL,
     sid           text   NOT NULL,
     outcome       text   NOT NULL,
