@@ -7,6 +7,7 @@ step is idempotent, so the next cycle repairs any interruption.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -128,25 +129,28 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
             res.dry_run_plan = [(p.couple.sid, p.action.value) for p in prepared]
             return
 
-        moved = await transfer(engine, rt, prepared, current, tconn)
-        failures, skipped = moved.failures, moved.skipped
-        if failures and media.mount_problem(src.mount_path, src.require_mount):
-            # the mount went away under us: not the calls' fault
-            skipped += [Failure(f.couple, "source_unavailable", f.detail) for f in failures]
-            failures = []
-            res.error = "mount path became unavailable during the cycle"
-        faults.point("after_sync")
-
         policy = Policy(src.sysname, engine.daemon_name, cfg.synchro.synchronize_voice_tags,
                         cfg.synchro.max_attempts, cfg.synchro.mark_erroneous,
                         cfg.synchro.backoff_base, engine.owned_roots())
-        committed = await commit_batch(tconn, policy, moved.deliveries, failures, skipped, started_at)
-        faults.point("after_commit")
+        committed = Committed()
+        # Pipelined: while one chunk is made durable, committed and marked (on
+        # a second connection), the next chunk's media is being copied.
+        async with engine.target_pool.acquire() as fconn:
+            finisher: asyncio.Task | None = None
+            try:
+                for chunk in _chunks(prepared):
+                    moved = await transfer(engine, rt, chunk, current, tconn)
+                    if finisher is not None:
+                        await finisher
+                    finisher = asyncio.create_task(
+                        _finish(rt, conn, fconn, policy, moved, started_at, committed, res, log))
+            except BaseException:
+                if finisher is not None:  # the chunk in hand still commits and marks
+                    await asyncio.wait([finisher])
+                raise
+            if finisher is not None:
+                await finisher
 
-        await recorder.mark(conn, committed.marks)
-        faults.point("after_mark")
-
-        await _remove(tconn, committed.orphaned + moved.abandoned, committed.replaced, log)
         if cursor is not None:
             new_cursor = _advance_cursor(batch, committed, cursor)
             if new_cursor != cursor:
@@ -155,6 +159,38 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
             await sync_speech_tags(tconn, conn, src.sysname, log)
 
     _count(res, committed)
+
+
+PIPELINE_MIN_CHUNK = 50
+
+
+def _chunks(prepared: list) -> list[list]:
+    """Up to four chunks of at least PIPELINE_MIN_CHUNK calls, in batch order."""
+    size = max(PIPELINE_MIN_CHUNK, -(-len(prepared) // 4))
+    return [prepared[i:i + size] for i in range(0, len(prepared), size)]
+
+
+async def _finish(rt: SourceRuntime, conn, fconn, policy: Policy, moved, started_at,
+                  committed: Committed, res: CycleResult, log) -> None:
+    """Durable → commit → mark → remove, for one chunk (SPEC §3.7)."""
+    src = rt.cfg
+    loop = asyncio.get_running_loop()
+    for root in sorted(moved.roots):  # not the media pool: it is busy copying the next chunk
+        await loop.run_in_executor(None, media.syncfs, root)
+    failures, skipped = moved.failures, moved.skipped
+    if failures and media.mount_problem(src.mount_path, src.require_mount):
+        # the mount went away under us: not the calls' fault
+        skipped = skipped + [Failure(f.couple, "source_unavailable", f.detail) for f in failures]
+        failures = []
+        res.error = "mount path became unavailable during the cycle"
+    faults.point("after_sync")
+    part = await commit_batch(fconn, policy, moved.deliveries, failures, skipped, started_at,
+                              run_id=committed.run_id)
+    faults.point("after_commit")
+    await recorder.mark(conn, part.marks)
+    faults.point("after_mark")
+    await _remove(fconn, part.orphaned + moved.abandoned, part.replaced, log)
+    committed.absorb(part)
 
 
 def _count(res: CycleResult, committed: Committed) -> None:

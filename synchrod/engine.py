@@ -66,7 +66,7 @@ class Engine:
         groups = {s.group for s in self.config.sources} or {"default"}
         self.target_pool = await create_pool(self.config.target.database,
                                              application_name="synchrod:target",
-                                             max_size=len(groups) + 2)
+                                             max_size=2 * len(groups) + 2)
         async with self.target_pool.acquire() as conn:
             if migrate:
                 await schema.migrate(conn)

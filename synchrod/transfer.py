@@ -1,9 +1,9 @@
 """The media phase of a cycle: where each file goes, and moving the bytes.
 
 Placement happens on the event loop (pure, with the filesystem usage read
-once per batch); the copies run in the source's bounded pool, one chunk of
-calls per worker so the hand-off costs nothing per file; then one
-``syncfs`` per target filesystem makes the whole batch durable.
+once per chunk); the copies run in the source's bounded pool, one share of
+the calls per worker so the hand-off costs nothing per file. The cycle then
+makes the copies durable with one ``syncfs`` per target filesystem.
 """
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ class Transferred:
     failures: list[Failure] = field(default_factory=list)   # the calls' fault: an attempt
     skipped: list[Failure] = field(default_factory=list)    # not their fault: no attempt
     abandoned: list[str] = field(default_factory=list)      # journaled copies of failed calls
+    roots: set[str] = field(default_factory=set)            # target paths to make durable
 
 
 async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepared],
@@ -117,7 +118,6 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
     results = await _run_jobs(rt, jobs, cfg.synchro.verify == "sha256")
     faults.point("after_copy")
     roots = engine.owned_roots()
-    used_roots: set[str] = set()
     for (p, dests), result in zip(jobs, results):
         if isinstance(result, BaseException):
             out.abandoned.extend(d for _, d in dests if d)
@@ -129,10 +129,7 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
             raise result
         else:
             deliveries.append(Delivery(p.couple, p.quality(), p.action, result))
-            used_roots.update(r for _, d in dests if d for r in roots if is_inside(r, d))
-    loop = asyncio.get_running_loop()
-    for root in sorted(used_roots):
-        await loop.run_in_executor(rt.pool, media.syncfs, root)
+            out.roots.update(r for _, d in dests if d for r in roots if is_inside(r, d))
     return out
 
 

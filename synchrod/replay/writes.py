@@ -83,6 +83,14 @@ class Committed:
     def count(self, outcome: str) -> int:
         return sum(1 for o in self.outcomes if o.outcome == outcome)
 
+    def absorb(self, part: "Committed") -> None:
+        """Adds a later chunk of the same cycle."""
+        self.marks.update(part.marks)
+        self.outcomes.extend(part.outcomes)
+        self.files += part.files
+        self.bytes += part.bytes
+        self.run_id = part.run_id or self.run_id
+
 
 _LOCK_SIDS = """
 SELECT count(pg_advisory_xact_lock(k))
@@ -147,6 +155,13 @@ INSERT INTO synchrod.runs (source, daemon, started_at, finished_at, taken, synch
        erroneous, failed, skipped, files, bytes, error)
 VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id
 """
+_ADD_TO_RUN = """
+UPDATE synchrod.runs
+   SET finished_at = now(), taken = taken + $2, synchronized = synchronized + $3,
+       not_used = not_used + $4, erroneous = erroneous + $5, failed = failed + $6,
+       skipped = skipped + $7, files = files + $8, bytes = bytes + $9
+ WHERE id = $1
+"""
 _UPSERT_CURSOR = """
 INSERT INTO synchrod.source_state (source, resync_cursor_ts, resync_cursor_id) VALUES ($1, $2, $3)
 ON CONFLICT (source) DO UPDATE
@@ -172,8 +187,9 @@ class _Plan:
 
 async def commit_batch(conn: asyncpg.Connection, policy: Policy, deliveries: Sequence[Delivery],
                        failures: Sequence[Failure], skipped: Sequence[Failure],
-                       started_at: dt.datetime) -> Committed:
-    out = Committed()
+                       started_at: dt.datetime, run_id: int | None = None) -> Committed:
+    """``run_id``: the cycle's history row when an earlier chunk created it."""
+    out = Committed(run_id=run_id)
     async with conn.transaction():
         await _write(conn, policy, deliveries, failures, skipped, started_at, out)
     return out
@@ -347,10 +363,13 @@ async def _attempts(conn, policy: Policy, failures: Sequence[Failure], out: Comm
 async def _history(conn, policy: Policy, started_at: dt.datetime, out: Committed) -> None:
     if not out.outcomes:
         return
-    out.run_id = await conn.fetchval(
-        _INSERT_RUN, policy.source, policy.daemon, started_at, len(out.outcomes),
-        out.count("synchronized"), out.count("not_used"), out.count("erroneous"),
-        out.count("failed"), out.count("skipped"), out.files, out.bytes, None)
+    counts = (len(out.outcomes), out.count("synchronized"), out.count("not_used"),
+              out.count("erroneous"), out.count("failed"), out.count("skipped"), out.files, out.bytes)
+    if out.run_id is None:
+        out.run_id = await conn.fetchval(_INSERT_RUN, policy.source, policy.daemon, started_at,
+                                         *counts, None)
+    else:
+        await conn.execute(_ADD_TO_RUN, out.run_id, *counts)
     # one row per call, even if a retry of this run listed a call twice
     rows = {o.cplid: (out.run_id, o.cplid, o.sid, o.outcome, o.reason, o.detail)
             for o in out.outcomes}
