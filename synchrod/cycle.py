@@ -138,7 +138,7 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
         async with engine.target_pool.acquire() as fconn:
             finisher: asyncio.Task | None = None
             try:
-                for chunk in _chunks(prepared):
+                for chunk in _chunks(prepared, src.copy_files):
                     moved = await transfer(engine, rt, chunk, current, tconn)
                     if finisher is not None:
                         await finisher
@@ -164,8 +164,12 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
 PIPELINE_MIN_CHUNK = 50
 
 
-def _chunks(prepared: list) -> list[list]:
-    """Up to four chunks of at least PIPELINE_MIN_CHUNK calls, in batch order."""
+def _chunks(prepared: list, copy_files: bool) -> list[list]:
+    """Up to four chunks of at least PIPELINE_MIN_CHUNK calls, in batch order.
+    Link mode moves no bytes, so there is nothing to overlap the database
+    work with: one chunk, one commit (measured faster on two cores)."""
+    if not copy_files:
+        return [prepared]
     size = max(PIPELINE_MIN_CHUNK, -(-len(prepared) // 4))
     return [prepared[i:i + size] for i in range(0, len(prepared), size)]
 
