@@ -45,7 +45,7 @@ GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 START = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(days=2)
 MiB = 1 << 20
 
-FULL = {"a_calls": 2000, "a_size": 256 * 1024, "a_repeat": 3, "b_calls": 20000, "c_couples": 1_000_000,
+FULL = {"a_calls": 2000, "a_size": 256 * 1024, "a_repeat": 5, "b_calls": 20000, "c_couples": 1_000_000,
         "c_cycles": 30, "d_calls": 100_000, "repeat": 2}
 QUICK = {"a_calls": 200, "a_size": 256 * 1024, "a_repeat": 1, "b_calls": 2000, "c_couples": 50_000,
          "c_cycles": 10, "d_calls": 5000, "repeat": 1}
@@ -353,10 +353,10 @@ def profile_drain(cfg_path: Path, label: str) -> None:
     from collections import defaultdict
     import functools
 
-    from synchrod import cycle, logs, media, recorder
+    from synchrod import cycle, logs, media, recorder, transfer
     from synchrod.config import from_dict
     from synchrod.engine import Engine
-    from synchrod.replay import journal, writes
+    from synchrod.replay import journal
     from synchrod.runner import run_once
 
     spent, calls = defaultdict(float), defaultdict(int)
@@ -385,12 +385,12 @@ def profile_drain(cfg_path: Path, label: str) -> None:
                     calls[key(a)] += 1
         setattr(owner, attr, wrapper)
 
-    for owner, attr in [(cycle, "_repair"), (recorder, "load_batch"), (cycle, "_media"),
+    for owner, attr in [(cycle, "_repair"), (recorder, "load_batch"), (cycle, "transfer"),
                         (journal, "record_intents"), (cycle, "commit_batch"), (recorder, "mark"),
-                        (cycle, "_remove"), (cycle, "sync_speech_tags"), (media, "syncfs")]:
+                        (cycle, "_finish"), (cycle, "_remove"), (cycle, "sync_speech_tags")]:
         patch(owner, attr, lambda a, n=f"{owner.__name__.split('.')[-1]}.{attr}": n)
-    for owner, attr in [(cycle, "_copy_call"), (cycle, "_link_call"), (media, "copy_to"),
-                        (media, "resolve_source"), (media, "open_source")]:
+    for owner, attr in [(transfer, "_deliver_files"), (media, "copy_to"), (media, "locate"),
+                        (media, "syncfs")]:
         patch(owner, attr, lambda a, n=f"[pool] {owner.__name__.split('.')[-1]}.{attr}": n)
     for meth in ("execute", "fetch", "fetchval", "fetchrow"):
         patch(apc.Connection, meth, _sql_key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import structlog
 
@@ -27,10 +27,9 @@ from .transfer import Prepared, fill_unknown_sizes, transfer
 log = structlog.get_logger("synchrod.cycle")
 
 
-@dataclass
-class CycleResult:
-    source: str
-    state: str = "ok"            # ok | idle | down | error | disabled
+@dataclass(kw_only=True)
+class Counts:
+    """What one or more cycles of a source did."""
     taken: int = 0
     synchronized: int = 0
     not_used: int = 0
@@ -40,6 +39,16 @@ class CycleResult:
     files: int = 0
     bytes: int = 0
     seconds: float = 0.0
+
+    def add_counts(self, other: "Counts") -> None:
+        for f in fields(Counts):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass
+class CycleResult(Counts):
+    source: str
+    state: str = "ok"            # ok | idle | down | error | disabled
     error: str | None = None
     run_id: int | None = None
     dry_run_plan: list[tuple[str, str]] = field(default_factory=list)  # (sid, action)

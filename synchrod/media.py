@@ -111,15 +111,7 @@ def check_digest(cfpath: str, actual: str, recorded: str | None) -> None:
 
 
 def hash_fd(fd: int, size: int) -> str:
-    h = hashlib.sha256()
-    offset = 0
-    while offset < size:
-        chunk = os.pread(fd, min(CHUNK, size - offset), offset)
-        if not chunk:
-            break
-        h.update(chunk)
-        offset += len(chunk)
-    return h.hexdigest()
+    return _copy_hashing(fd, None, size)[1]
 
 
 # --- writing target files -----------------------------------------------------
@@ -152,7 +144,8 @@ def _copy_range(src: int, dst: int, size: int) -> int:
     return copied
 
 
-def _copy_hashing(src: int, dst: int, size: int) -> tuple[int, str]:
+def _copy_hashing(src: int, dst: int | None, size: int) -> tuple[int, str]:
+    """Reads, hashes and (unless ``dst`` is None) writes; (bytes read, sha256)."""
     h = hashlib.sha256()
     copied = 0
     while copied < size:
@@ -161,10 +154,10 @@ def _copy_hashing(src: int, dst: int, size: int) -> tuple[int, str]:
             break
         h.update(buf)
         view = memoryview(buf)
-        while view:
+        while dst is not None and view:
             view = view[os.write(dst, view):]
         copied += len(buf)
-        if copied == len(buf):
+        if dst is not None and copied == len(buf):
             faults.point("copy_partial")
     return copied, h.hexdigest()
 

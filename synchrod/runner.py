@@ -4,11 +4,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import structlog
 
-from .cycle import CycleResult, run_cycle
+from .cycle import Counts, CycleResult, run_cycle
 from .engine import Engine
 
 log = structlog.get_logger("synchrod.runner")
@@ -37,19 +37,10 @@ async def run_round(engine: Engine, only: str | None = None, dry_run: bool = Fal
 
 
 @dataclass
-class Totals:
+class Totals(Counts):
     """A source's results summed over several cycles (``once --until-idle``)."""
     source: str
     cycles: int = 0
-    taken: int = 0
-    synchronized: int = 0
-    not_used: int = 0
-    erroneous: int = 0
-    failed: int = 0
-    skipped: int = 0
-    files: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
     state: str = "idle"
     error: str | None = None
     plan: list = field(default_factory=list)   # (sid, action) of a dry run
@@ -57,9 +48,7 @@ class Totals:
     def add(self, r: CycleResult) -> None:
         self.cycles += 1
         self.plan.extend(r.dry_run_plan)
-        for f in ("taken", "synchronized", "not_used", "erroneous", "failed", "skipped",
-                  "files", "bytes", "seconds"):
-            setattr(self, f, getattr(self, f) + getattr(r, f))
+        self.add_counts(r)
         if r.state != "idle" or self.state == "idle":
             self.state = r.state
         self.error = r.error or self.error
@@ -109,5 +98,3 @@ async def _sleep(seconds: float, stop: asyncio.Event, wake: asyncio.Event | None
         if wake is not None:
             wake.clear()
 
-
-TOTAL_FIELDS = [f.name for f in fields(Totals)]
