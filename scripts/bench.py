@@ -148,16 +148,23 @@ def du_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
+def _recorder(b: Bench, name: str) -> tuple[Path, Path]:
+    """A fresh recorder database ``<name>_rec`` and empty mount and target dirs."""
+    base = BENCH / name
+    mount, target = base / "mnt", base / "replay" / "calls"
+    mount.mkdir(parents=True)
+    target.mkdir(parents=True)
+    b.fresh_db(f"{name}_rec")
+    return mount, target
+
+
 # --- a: copy mode ------------------------------------------------------------------------
 
 def bench_copy(b: Bench, sz: dict, profile: bool = False) -> dict:
     n, size = sz["a_calls"], sz["a_size"]
     name = "a"
-    base = BENCH / name
-    mount, target, cpdst = base / "mnt", base / "replay" / "calls", base / "replay" / "cp"
-    mount.mkdir(parents=True)
-    target.mkdir(parents=True)
-    b.fresh_db(f"{name}_rec")
+    mount, target = _recorder(b, name)
+    cpdst = target.parent / "cp"
     say(f"[a] loading {n} calls x {size // 1024} KiB ...")
     recorders.bulk_calls(b.dsn(f"{name}_rec"), mount, n, file_size=size, start=START)
     total = n * size
@@ -214,11 +221,7 @@ def bench_copy(b: Bench, sz: dict, profile: bool = False) -> dict:
 def bench_link(b: Bench, sz: dict, profile: bool = False) -> dict:
     n = sz["b_calls"]
     name = "b"
-    base = BENCH / name
-    mount, target = base / "mnt", base / "replay" / "calls"
-    mount.mkdir(parents=True)
-    target.mkdir(parents=True)
-    b.fresh_db(f"{name}_rec")
+    mount, target = _recorder(b, name)
     say(f"[b] loading {n} calls x 1 KiB ...")
     recorders.bulk_calls(b.dsn(f"{name}_rec"), mount, n, file_size=1024, start=START)
     cfg = b.config(name, copy_files=False, calls_per_period=1000, target=target, mount=mount)
@@ -255,11 +258,7 @@ def bench_idle(b: Bench, sz: dict, profile: bool = False) -> dict:
 
     n, cycles = sz["c_couples"], sz["c_cycles"]
     name = "c"
-    base = BENCH / name
-    mount, target = base / "mnt", base / "replay" / "calls"
-    mount.mkdir(parents=True)
-    target.mkdir(parents=True)
-    b.fresh_db(f"{name}_rec")
+    mount, target = _recorder(b, name)
     b.fresh_db(f"{name}_replay")
     say(f"[c] loading {n:,} synchronized couples (no files) ...")
     t0 = time.perf_counter()
@@ -311,11 +310,7 @@ def bench_idle(b: Bench, sz: dict, profile: bool = False) -> dict:
 def bench_memory(b: Bench, sz: dict, profile: bool = False) -> dict:
     n = sz["d_calls"]
     name = "d"
-    base = BENCH / name
-    mount, target = base / "mnt", base / "replay" / "calls"
-    mount.mkdir(parents=True)
-    target.mkdir(parents=True)
-    b.fresh_db(f"{name}_rec")
+    mount, target = _recorder(b, name)
     say(f"[d] loading {n:,} calls x 1 KiB ...")
     t0 = time.perf_counter()
     recorders.bulk_calls(b.dsn(f"{name}_rec"), mount, n, file_size=1024, start=START)
