@@ -148,13 +148,18 @@ def du_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
-def _recorder(b: Bench, name: str) -> tuple[Path, Path]:
-    """A fresh recorder database ``<name>_rec`` and empty mount and target dirs."""
+def _recorder(b: Bench, name: str, n: int, size: int, what: str, **bulk) -> tuple[Path, Path]:
+    """A fresh recorder database ``<name>_rec`` loaded with ``n`` one-file
+    calls, and empty mount and target directories."""
     base = BENCH / name
     mount, target = base / "mnt", base / "replay" / "calls"
     mount.mkdir(parents=True)
     target.mkdir(parents=True)
     b.fresh_db(f"{name}_rec")
+    say(f"[{name}] loading {n:,} {what} ...")
+    t0 = time.perf_counter()
+    recorders.bulk_calls(b.dsn(f"{name}_rec"), mount, n, file_size=size, start=START, **bulk)
+    say(f"[{name}] loaded in {time.perf_counter() - t0:.1f} s")
     return mount, target
 
 
@@ -163,10 +168,8 @@ def _recorder(b: Bench, name: str) -> tuple[Path, Path]:
 def bench_copy(b: Bench, sz: dict, profile: bool = False) -> dict:
     n, size = sz["a_calls"], sz["a_size"]
     name = "a"
-    mount, target = _recorder(b, name)
+    mount, target = _recorder(b, name, n, size, f"calls x {size // 1024} KiB")
     cpdst = target.parent / "cp"
-    say(f"[a] loading {n} calls x {size // 1024} KiB ...")
-    recorders.bulk_calls(b.dsn(f"{name}_rec"), mount, n, file_size=size, start=START)
     total = n * size
     cfg = b.config(name, copy_files=True, calls_per_period=500, target=target, mount=mount)
 
@@ -221,9 +224,7 @@ def bench_copy(b: Bench, sz: dict, profile: bool = False) -> dict:
 def bench_link(b: Bench, sz: dict, profile: bool = False) -> dict:
     n = sz["b_calls"]
     name = "b"
-    mount, target = _recorder(b, name)
-    say(f"[b] loading {n} calls x 1 KiB ...")
-    recorders.bulk_calls(b.dsn(f"{name}_rec"), mount, n, file_size=1024, start=START)
+    mount, target = _recorder(b, name, n, 1024, "calls x 1 KiB")
     cfg = b.config(name, copy_files=False, calls_per_period=1000, target=target, mount=mount)
     runs = []
     for r in range(sz["repeat"]):
@@ -258,15 +259,11 @@ def bench_idle(b: Bench, sz: dict, profile: bool = False) -> dict:
 
     n, cycles = sz["c_couples"], sz["c_cycles"]
     name = "c"
-    mount, target = _recorder(b, name)
+    mount, target = _recorder(b, name, n, 1024, "synchronized couples (no files)",
+                              write_files=False, synchronized="S")
     b.fresh_db(f"{name}_replay")
-    say(f"[c] loading {n:,} synchronized couples (no files) ...")
-    t0 = time.perf_counter()
-    recorders.bulk_calls(b.dsn(f"{name}_rec"), mount, n, file_size=1024, start=START,
-                         write_files=False, synchronized="S")
     with psycopg.connect(b.dsn(f"{name}_rec"), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE callrec.couples")
-    say(f"[c] loaded in {time.perf_counter() - t0:.1f} s")
     cfg_path = b.config(name, copy_files=True, calls_per_period=200, target=target, mount=mount)
     cfg = from_dict(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
     logs.setup("warning", "json")
@@ -310,11 +307,7 @@ def bench_idle(b: Bench, sz: dict, profile: bool = False) -> dict:
 def bench_memory(b: Bench, sz: dict, profile: bool = False) -> dict:
     n = sz["d_calls"]
     name = "d"
-    mount, target = _recorder(b, name)
-    say(f"[d] loading {n:,} calls x 1 KiB ...")
-    t0 = time.perf_counter()
-    recorders.bulk_calls(b.dsn(f"{name}_rec"), mount, n, file_size=1024, start=START)
-    say(f"[d] loaded in {time.perf_counter() - t0:.1f} s")
+    mount, target = _recorder(b, name, n, 1024, "calls x 1 KiB")
     cfg = b.config(name, copy_files=True, calls_per_period=1000, target=target, mount=mount)
     b.reset_run(name, target)
     sync()

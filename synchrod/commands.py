@@ -14,7 +14,7 @@ from .config import Config, ConfigError, load
 from .dbconn import UNREACHABLE, connect, redact
 from .engine import Engine, SameDatabaseError
 from .replay.schema import TargetSchemaError, migrate
-from .runner import Totals, run_forever, run_once
+from .runner import run_forever, run_once
 from .sdnotify import Notifier
 
 log = structlog.get_logger("synchrod")
@@ -218,5 +218,3 @@ async def status(cfg: Config, args) -> int:
         sys.stdout.flush()
         await asyncio.sleep(2)
 
-
-__all__ = ["once", "check", "init_db", "run", "status", "Totals"]

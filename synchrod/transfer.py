@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from . import faults, media
 from .core import naming
 from .core.model import VIDEO_TYPES, CFile, SourceCouple, TargetCouple
-from .core.pathsafety import is_inside, unsafe_reason
+from .core.pathsafety import unsafe_reason
 from .core.placement import Placer
 from .core.plan import Action
 from .core.quality import Quality, quality
@@ -88,6 +88,7 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
                    "video": Placer(cfg.target.video_paths, usage, engine.balance_ledger)}
 
     jobs: list[tuple[Prepared, list[tuple[CFile, str | None]]]] = []
+    job_roots: list[set[str]] = []  # target paths each job writes below
     for p in prepared:
         if p.action is Action.MERGE:
             deliveries.append(Delivery(p.couple, p.quality(), p.action))
@@ -98,27 +99,29 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
             continue
         if not src.copy_files:
             jobs.append((p, [(f, None) for f in p.files]))
+            job_roots.append(set())
             continue
         target = current.get(p.couple.sid)
         live = set(target.file_paths) if target else set()
-        dests = []
+        dests, chosen = [], set()
         for f in p.files:
             root = placers["video" if f.cftype in VIDEO_TYPES else "audio"].place(f.cfsize)
             if root is None:
                 break
+            chosen.add(root)
             dests.append((f, _destination(root, p, f, src.sysname, live)))
         if len(dests) < len(p.files):
             skipped.append(Failure(p.couple, "storage_full", "no target path below its watermark"))
             continue
         jobs.append((p, dests))
+        job_roots.append(chosen)
 
     if src.copy_files:
         await journal.record_intents(tconn, src.sysname, [d for _, ds in jobs for _, d in ds])
 
     results = await _run_jobs(rt, jobs, cfg.synchro.verify == "sha256")
     faults.point("after_copy")
-    roots = engine.owned_roots()
-    for (p, dests), result in zip(jobs, results):
+    for (p, dests), chosen, result in zip(jobs, job_roots, results):
         if isinstance(result, BaseException):
             out.abandoned.extend(d for _, d in dests if d)
         if isinstance(result, media.CallError):
@@ -129,7 +132,7 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
             raise result
         else:
             deliveries.append(Delivery(p.couple, p.quality(), p.action, result))
-            out.roots.update(r for _, d in dests if d for r in roots if is_inside(r, d))
+            out.roots |= chosen
     return out
 
 
