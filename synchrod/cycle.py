@@ -120,7 +120,7 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
             without_streams=cfg.synchro.synchronize_couples_without_streams,
             excluded=excluded, limit=cfg.synchro.calls_per_period, resync_cursor=cursor,
             retry_due=retry_due or ())
-        faults.point("after_load")
+        faults.point("after_load", src.sysname)
         res.taken = len(batch)
         if not batch:
             res.state = "idle"
@@ -196,12 +196,12 @@ async def _finish(rt: SourceRuntime, conn, fconn, policy: Policy, moved, started
         skipped = skipped + [Failure(f.couple, "source_unavailable", f.detail) for f in failures]
         failures = []
         res.error = "mount path became unavailable during the cycle"
-    faults.point("after_sync")
+    faults.point("after_sync", src.sysname)
     part = await commit_batch(fconn, policy, moved.deliveries, failures, skipped, started_at,
                               run_id=committed.run_id)
-    faults.point("after_commit")
+    faults.point("after_commit", src.sysname)
     await recorder.mark(conn, part.marks)
-    faults.point("after_mark")
+    faults.point("after_mark", src.sysname)
     await _remove(fconn, part.orphaned + moved.abandoned, part.replaced, log)
     committed.absorb(part)
 

@@ -9,6 +9,8 @@ interruption left. Actions (``SYNCHROD_FAULT_ACTION``):
 - ``hang``: block until the file named by ``SYNCHROD_FAULT_RELEASE`` exists.
 
 ``SYNCHROD_FAULT_SKIP=N`` lets the point pass N times before it fires.
+``SYNCHROD_FAULT_SOURCE=NAME`` fires it only in cycles of that source (media
+points know their source from the name of the source's pool thread).
 
 Points, in the order a cycle reaches them: ``after_load``, ``source_read``,
 ``copy_partial``, ``after_copy``, ``after_sync``, ``after_commit``,
@@ -32,8 +34,18 @@ class FaultInjected(RuntimeError):
     pass
 
 
-def point(name: str) -> None:
+def _current_source() -> str | None:
+    thread = threading.current_thread().name   # "media-<sysname>_<n>"
+    if thread.startswith("media-"):
+        return thread[len("media-"):].rsplit("_", 1)[0]
+    return None
+
+
+def point(name: str, source: str | None = None) -> None:
     if os.environ.get("SYNCHROD_FAULT") != name:
+        return
+    only = os.environ.get("SYNCHROD_FAULT_SOURCE")
+    if only and (source or _current_source()) != only:
         return
     with _lock:
         seen = _passed.get(name, 0)

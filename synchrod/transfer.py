@@ -120,7 +120,7 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
         await journal.record_intents(tconn, src.sysname, [d for _, ds in jobs for _, d in ds])
 
     results = await _run_jobs(rt, jobs, cfg.synchro.verify == "sha256")
-    faults.point("after_copy")
+    faults.point("after_copy", src.sysname)
     for (p, dests), chosen, result in zip(jobs, job_roots, results):
         if isinstance(result, BaseException):
             out.abandoned.extend(d for _, d in dests if d)
