@@ -8,7 +8,7 @@ import json
 import sys
 
 from . import __version__, exits
-from .config import ConfigError, load, resolve_path
+from .config import ConfigError, load, load_target_dsn, resolve_path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     p = cmd("status", "show the state of every source")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--watch", action="store_true", help="refresh every 2 seconds")
+    p = cmd("run-now", "wake the running daemons: skip the current sleep")
+    p.add_argument("--source", help="only this source (its group)")
+    p = cmd("retry", "clear E marks and failure records so the calls are tried again")
+    p.add_argument("--source", required=True, help="the source whose calls to retry")
+    p.add_argument("--sid", action="append", metavar="SID",
+                   help="only this call (repeatable); default: every erroneous call")
     cmd("passwd", "read a password on standard input and print its hash for monitor.users")
     return ap
 
@@ -46,14 +52,28 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load(path)
     except ConfigError as exc:
         print(f"synchrod: configuration error: {exc}", file=sys.stderr)
+        if args.command == "status":
+            return _status_despite(path, exc, args)
         return exits.CONFIG
     from . import commands  # heavy imports only once the config is valid
     handler = {"run": commands.run, "once": commands.once, "check": commands.check,
-               "init-db": commands.init_db, "status": commands.status}[args.command]
+               "init-db": commands.init_db, "status": commands.status,
+               "run-now": commands.run_now, "retry": commands.retry}[args.command]
     try:
         return asyncio.run(handler(cfg, args))
     except KeyboardInterrupt:
         return 130
+
+
+def _status_despite(path: str, error: ConfigError, args) -> int:
+    """A daemon keeps running on its last valid configuration after a bad
+    edit; `status` still reaches it when the file names the replay database."""
+    try:
+        dsn = load_target_dsn(path)
+    except ConfigError:
+        return exits.CONFIG
+    from . import commands
+    return asyncio.run(commands.status(None, args, dsn=dsn, config_error=str(error)))
 
 
 def _passwd() -> int:

@@ -3,19 +3,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 
 import structlog
 
 from . import exits, logs
 from .check import run_checks
-from .config import Config, ConfigError, load
+from .config import Config
+from . import recorder
+from . import status as status_report
 from .dbconn import UNREACHABLE, connect, redact
+from .daemon import Daemon
 from .engine import Engine, SameDatabaseError
+from .ownership import Ownership, notify_run_now
+from .replay import reads
 from .replay.schema import TargetSchemaError, migrate
-from .runner import run_forever, run_once
-from .sdnotify import Notifier
+from .replay.writes import forget_attempts
+from .runner import run_once
 
 log = structlog.get_logger("synchrod")
 
@@ -50,9 +54,14 @@ async def once(cfg: Config, args) -> int:
     engine = await _open_engine(cfg, migrate_schema=not args.dry_run)
     if isinstance(engine, int):
         return engine
+    # a source worked by a running daemon is left to it (a dry run changes nothing)
+    ownership = None if args.dry_run else Ownership(cfg.target.database, engine.daemon_name)
     try:
-        totals = await run_once(engine, args.source, args.until_idle, args.dry_run)
+        totals = await run_once(engine, args.source, args.until_idle, args.dry_run,
+                                ownership=ownership)
     finally:
+        if ownership is not None:
+            await ownership.close()
         await engine.close()
     _print_summary(totals.values(), args.dry_run)
     bad = any(t.failed or t.erroneous or t.state in ("down", "error") for t in totals.values())
@@ -116,105 +125,93 @@ async def run(cfg: Config, args) -> int:
     engine = await _open_engine(cfg)
     if isinstance(engine, int):
         return engine
-    stop = asyncio.Event()
-    wake = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    hup = asyncio.Event()
-    # handlers only set flags; the loop acts on them
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: (hup.set(), wake.set()))
-
-    async def reloader():
-        while not stop.is_set():
-            await hup.wait()
-            hup.clear()
-            try:
-                new = load(cfg.path)
-            except ConfigError as exc:
-                log.error("config_reload_failed", error=str(exc))
-                continue
-            engine.apply_config(new)
-            log.info("config_reloaded", path=cfg.path)
-
-    notifier = Notifier()
-
-    async def watchdog():
-        interval = Notifier.watchdog_interval()
-        while interval:
-            notifier.watchdog()
-            await asyncio.sleep(interval)
-
-    log.info("started", sources=[s.sysname for s in cfg.sources], target=cfg.target.sysname)
-    notifier.ready(f"synchronizing {len(cfg.sources)} source(s)")
-    tasks = [asyncio.create_task(reloader()), asyncio.create_task(watchdog())]
-    try:
-        await run_forever(engine, stop, wake)
-    finally:
-        notifier.stopping()
-        for t in tasks:
-            t.cancel()
-        await engine.close()
-    log.info("stopped")
-    return exits.OK
+    return await Daemon(cfg, engine).run()
 
 
-_STATUS_SQL = """
-SELECT r.source, r.finished_at, r.taken, r.synchronized, r.not_used, r.erroneous, r.failed,
-       r.skipped, r.error
-  FROM (SELECT DISTINCT ON (source) * FROM synchrod.runs WHERE source = ANY($1::text[])
-         ORDER BY source, id DESC) r
-"""
-_RETRYING_SQL = """
-SELECT source, count(*) AS n FROM synchrod.attempts
- WHERE source = ANY($1::text[]) AND next_try_at < 'infinity' GROUP BY source
-"""
-
-
-async def _status_rows(cfg: Config) -> list[dict]:
-    names = [s.sysname for s in cfg.sources]
-    conn = await connect(cfg.target.database, application_name="synchrod:status")
-    try:
-        has = await conn.fetchval("SELECT to_regclass('synchrod.runs') IS NOT NULL")
-        last = {r["source"]: r for r in await conn.fetch(_STATUS_SQL, names)} if has else {}
-        retrying = {r["source"]: r["n"] for r in await conn.fetch(_RETRYING_SQL, names)} if has else {}
-    finally:
-        await conn.close()
-    rows = []
-    for s in cfg.sources:
-        r = last.get(s.sysname)
-        rows.append({
-            "sysname": s.sysname, "enabled": s.enabled, "group": s.group,
-            "last_cycle_at": r["finished_at"].isoformat() if r else None,
-            "last_counts": {k: r[k] for k in ("taken", "synchronized", "not_used", "erroneous",
-                                              "failed", "skipped")} if r else None,
-            "retrying": retrying.get(s.sysname, 0),
-            "last_error": r["error"] if r else None,
-        })
-    return rows
-
-
-async def status(cfg: Config, args) -> int:
+async def status(cfg: Config | None, args, dsn: str | None = None,
+                 config_error: str | None = None) -> int:
+    """``cfg`` is None when the file is invalid: the daemons still run with the
+    configuration they had, and this shows them (and the file's error)."""
+    dsn = cfg.target.database if cfg is not None else dsn
     while True:
         try:
-            rows = await _status_rows(cfg)
+            conn = await connect(dsn, application_name="synchrod:status")
+            try:
+                report = await status_report.gather(cfg, conn)
+            finally:
+                await conn.close()
+            report["config_file_error"] = config_error
         except UNREACHABLE as exc:
             print(f"synchrod: target database unreachable: {redact(str(exc))}", file=sys.stderr)
             return exits.UNAVAILABLE
         if args.json:
-            print(json.dumps({"sources": rows}, indent=2))
+            print(json.dumps(report, indent=2, default=str))
         else:
             if args.watch:
-                sys.stdout.write("\x1b[H\x1b[2J")
-            for r in rows:
-                counts = r["last_counts"] or {}
-                print(f"{r['sysname']:<16} {'enabled' if r['enabled'] else 'disabled':<9} "
-                      f"last cycle {r['last_cycle_at'] or 'never'}  "
-                      f"S={counts.get('synchronized', 0)} N={counts.get('not_used', 0)} "
-                      f"E={counts.get('erroneous', 0)} failed={counts.get('failed', 0)} "
-                      f"retrying={r['retrying']}")
+                sys.stdout.write("\x1b[H\x1b[2J")  # home and clear: refresh in place
+            print(status_report.render(report))
         if not args.watch:
             return exits.OK
         sys.stdout.flush()
         await asyncio.sleep(2)
 
+
+def _known_source(cfg: Config, name: str | None) -> bool:
+    if name and name not in {s.sysname for s in cfg.sources}:
+        print(f"synchrod: no source named {name!r} in {cfg.path}", file=sys.stderr)
+        return False
+    return True
+
+
+async def run_now(cfg: Config, args) -> int:
+    if not _known_source(cfg, args.source):
+        return exits.USAGE
+    try:
+        conn = await connect(cfg.target.database, application_name="synchrod:run-now")
+    except UNREACHABLE as exc:
+        print(f"synchrod: target database unreachable: {redact(str(exc))}", file=sys.stderr)
+        return exits.UNAVAILABLE
+    try:
+        listening = await notify_run_now(conn, args.source or "")
+    finally:
+        await conn.close()
+    what = f"source {args.source}" if args.source else "every source"
+    if not listening:
+        print(f"no synchrod daemon is listening on the replay database; {what} not woken")
+        return exits.UNAVAILABLE
+    print(f"asked {listening} daemon(s) to run {what} now")
+    return exits.OK
+
+
+async def retry(cfg: Config, args) -> int:
+    if not _known_source(cfg, args.source):
+        return exits.USAGE
+    src = next(s for s in cfg.sources if s.sysname == args.source)
+    sids = args.sid or None
+    try:
+        tconn = await connect(cfg.target.database, application_name="synchrod:retry")
+    except UNREACHABLE as exc:
+        print(f"synchrod: target database unreachable: {redact(str(exc))}", file=sys.stderr)
+        return exits.UNAVAILABLE
+    try:
+        # attempts first: an E call cleared while its exhausted attempt count
+        # remained would fail straight back to E
+        reset = await forget_attempts(tconn, src.sysname, sids) \
+            if await reads.schema_ready(tconn) else 0
+        try:
+            sconn = await connect(src.database, application_name="synchrod:retry")
+        except UNREACHABLE as exc:
+            print(f"synchrod: source {src.sysname} unreachable: {redact(str(exc))}",
+                  file=sys.stderr)
+            return exits.UNAVAILABLE
+        try:
+            cleared = await recorder.clear_erroneous(sconn, sids)
+        finally:
+            await sconn.close()
+        listening = await notify_run_now(tconn, src.sysname)
+    finally:
+        await tconn.close()
+    scope = f"{len(sids)} sid(s)" if sids else "all calls"
+    print(f"{src.sysname}: {scope}: cleared {cleared} E mark(s), reset {reset} failure record(s)"
+          + ("; the daemon will try them now" if listening else "; they are tried at the next cycle"))
+    return exits.OK

@@ -49,6 +49,11 @@ SCHEMA = Section({
         "start_at": Field(timestamp, None, nullable=True),
         "copy_workers": Field(integer(1, 64), 4),
         "manage_source_index": Field(boolean, True),
+        # media I/O of a source that makes no progress for this long stalls
+        # that source only (a hung NFS mount); it resumes when the I/O returns
+        "io_timeout": Field(integer(1, 86400), 120),
+        # a stop waits this long for the calls in hand, then abandons them
+        "stop_timeout": Field(integer(1, 3600), 60),
     })),
     "target": Field(Section({
         "sysname": Field(name),
@@ -117,6 +122,8 @@ class SynchroConfig:
     start_at: dt.datetime | None
     copy_workers: int
     manage_source_index: bool
+    io_timeout: int
+    stop_timeout: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +251,21 @@ def resolve_path(cli_path: str | None) -> str:
     return cli_path or os.environ.get("SYNCHROD_CONFIG") or DEFAULT_PATH
 
 
+def load_target_dsn(path: str) -> str:
+    """Only ``target.database`` of a file that may be invalid elsewhere: what
+    `status` needs to show a daemon that kept its running configuration."""
+    raw = _read_yaml(path)
+    target = raw.get("target") if isinstance(raw, dict) else None
+    if not isinstance(target, dict) or "database" not in target:
+        raise ConfigError("target.database", "is required")
+    return dsn(target["database"], "target.database")
+
+
 def load(path: str) -> Config:
+    return from_dict(_read_yaml(path), path)
+
+
+def _read_yaml(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as fh:
             raw = yaml.safe_load(fh)
@@ -259,4 +280,4 @@ def load(path: str) -> Config:
                               f"{getattr(exc, 'problem', None) or exc}") from None
     if raw is None:
         raise ConfigError("", f"{path} is empty")
-    return from_dict(raw, path)
+    return raw

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 from dataclasses import dataclass, field, fields
 
@@ -19,7 +20,7 @@ from .core import filters
 from .core.model import SourceCouple
 from .core.plan import decide
 from .dbconn import UNREACHABLE, redact
-from .engine import Engine, SameDatabaseError, SourceRuntime
+from .engine import Engine, MediaStalled, SameDatabaseError, SourceRuntime
 from .replay import journal, reads
 from .replay.writes import Committed, Failure, Policy, commit_batch, save_resync_cursor
 from .transfer import Prepared, fill_unknown_sizes, transfer
@@ -59,14 +60,21 @@ class CycleResult(Counts):
         return self.synchronized + self.not_used + self.erroneous > 0
 
 
-async def run_cycle(engine: Engine, rt: SourceRuntime, dry_run: bool = False) -> CycleResult:
+async def run_cycle(engine: Engine, rt: SourceRuntime, dry_run: bool = False,
+                    stop: asyncio.Event | None = None) -> CycleResult:
+    """One cycle of one source. ``stop`` set during it: no new chunk is taken;
+    the one in hand is still committed and marked."""
     src = rt.cfg
     res = CycleResult(src.sysname)
     t0 = time.monotonic()
     bound = log.bind(source=src.sysname)
+    if not rt.check_resumed():
+        res.state, res.error = "down", rt.last_error
+        return res
+    rt.refresh_pool(engine.config.synchro.copy_workers)
     rt.state = "running"
     try:
-        await _cycle(engine, rt, res, dry_run, bound)
+        await _cycle(engine, rt, res, dry_run, bound, stop)
     except SameDatabaseError as exc:
         res.state, res.error = "error", str(exc)
     except UNREACHABLE as exc:
@@ -74,6 +82,11 @@ async def run_cycle(engine: Engine, rt: SourceRuntime, dry_run: bool = False) ->
         await rt.drop()
     except media.TargetError as exc:
         res.state, res.error = "error", str(exc)
+    except MediaStalled as exc:
+        # nothing is an attempt: the calls in hand are taken again once the I/O returns
+        res.state, res.error = "down", f"stalled: {exc}"
+        rt.stalled_since = dt.datetime.now(dt.timezone.utc)
+        bound.error("source_stalled", error=str(exc), busy_workers=len(rt.inflight))
     except Exception as exc:  # noqa: BLE001 - one source's fault must not stop the others
         bound.exception("cycle_failed")
         res.state, res.error = "error", redact(f"{type(exc).__name__}: {exc}")
@@ -82,18 +95,22 @@ async def run_cycle(engine: Engine, rt: SourceRuntime, dry_run: bool = False) ->
         res.seconds = time.monotonic() - t0
         rt.state = "down" if res.state in ("down", "error") else "waiting"
         rt.last_error = res.error
-    if res.state != "idle" or res.error:
-        bound.info("cycle", state=res.state, taken=res.taken, synchronized=res.synchronized,
-                   not_used=res.not_used, erroneous=res.erroneous, failed=res.failed,
-                   skipped=res.skipped, files=res.files, bytes=res.bytes,
-                   seconds=round(res.seconds, 3), error=res.error)
+        rt.last_cycle_at = dt.datetime.now(dt.timezone.utc)
+    # one event per cycle per source, idle ones included (the daemon's heartbeat)
+    bound.log(logging.WARNING if res.error else logging.INFO, "cycle",
+              state=res.state, taken=res.taken, synchronized=res.synchronized,
+              not_used=res.not_used, erroneous=res.erroneous, failed=res.failed,
+              skipped=res.skipped, files=res.files, bytes=res.bytes,
+              seconds=round(res.seconds, 3), error=res.error)
     return res
 
 
-async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: bool, log) -> None:
+async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: bool, log,
+                 stop: asyncio.Event | None) -> None:
     cfg, src = engine.config, rt.cfg
     started_at = dt.datetime.now(dt.timezone.utc)
-    problem = media.mount_problem(src.mount_path, src.require_mount)
+    problem = await rt.media(cfg.synchro.io_timeout, media.mount_problem, src.mount_path,
+                             src.require_mount)
     if problem:
         res.state, res.error = "down", problem
         return
@@ -130,7 +147,7 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
 
         prepared = [Prepared(c, filters.taken_files(c.files, src, cfg.synchro.only_processed))
                     for c in batch]
-        await fill_unknown_sizes(rt, prepared)
+        await fill_unknown_sizes(rt, prepared, cfg.synchro.io_timeout)
         current = await reads.couples_by_sid(tconn, [c.sid for c in batch])
         for p in prepared:
             p.action = decide(p.quality(), current.get(p.couple.sid))
@@ -148,11 +165,14 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
             finisher: asyncio.Task | None = None
             try:
                 for chunk in _chunks(prepared, src.copy_files):
+                    if stop is not None and stop.is_set():
+                        break  # stopping: take no new calls; the chunk in hand finishes
                     moved = await transfer(engine, rt, chunk, current, tconn)
                     if finisher is not None:
                         await finisher
                     finisher = asyncio.create_task(
-                        _finish(rt, conn, fconn, policy, moved, started_at, committed, res, log))
+                        _finish(rt, conn, fconn, policy, moved, started_at, committed, res, log,
+                                cfg.synchro.io_timeout))
             except BaseException:
                 if finisher is not None:  # the chunk in hand still commits and marks
                     await asyncio.wait([finisher])
@@ -184,14 +204,15 @@ def _chunks(prepared: list, copy_files: bool) -> list[list]:
 
 
 async def _finish(rt: SourceRuntime, conn, fconn, policy: Policy, moved, started_at,
-                  committed: Committed, res: CycleResult, log) -> None:
+                  committed: Committed, res: CycleResult, log, io_timeout: float) -> None:
     """Durable → commit → mark → remove, for one chunk (SPEC §3.7)."""
     src = rt.cfg
     loop = asyncio.get_running_loop()
     for root in sorted(moved.roots):  # not the media pool: it is busy copying the next chunk
         await loop.run_in_executor(None, media.syncfs, root)
     failures, skipped = moved.failures, moved.skipped
-    if failures and media.mount_problem(src.mount_path, src.require_mount):
+    if failures and await rt.media(io_timeout, media.mount_problem, src.mount_path,
+                                   src.require_mount):
         # the mount went away under us: not the calls' fault
         skipped = skipped + [Failure(f.couple, "source_unavailable", f.detail) for f in failures]
         failures = []

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import socket
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import asyncpg
+import structlog
 
 from . import recorder
 from .config import Config, SourceConfig
@@ -16,8 +19,15 @@ from .dbconn import UNREACHABLE, connect, create_pool, redact
 from .replay import reads, schema
 
 
+log = structlog.get_logger("synchrod.engine")
+
+
 class SameDatabaseError(Exception):
     """A source DSN names the replay database itself."""
+
+
+class MediaStalled(Exception):
+    """A source's media I/O made no progress for ``io_timeout`` seconds."""
 
 
 @dataclass
@@ -28,8 +38,73 @@ class SourceRuntime:
     conn: asyncpg.Connection | None = None
     verified: bool = False        # identity compared with the target's
     index_ready: bool = False
-    state: str = "waiting"        # waiting | running | down | disabled
+    state: str = "waiting"        # waiting | running | down | disabled | standby
     last_error: str | None = None
+    last_cycle_at: dt.datetime | None = None
+    # media jobs handed to the pool and not finished; a hung mount keeps them
+    inflight: set[Future] = field(default_factory=set)
+    progress_at: float = 0.0      # monotonic time of the last finished media job
+    stalled_since: dt.datetime | None = None
+
+    # --- media I/O off the event loop, with a stall detector -----------------------
+    def touch(self) -> None:
+        """A media job made progress (called from the pool's threads too)."""
+        self.progress_at = time.monotonic()
+
+    @property
+    def busy(self) -> bool:
+        return any(not f.done() for f in list(self.inflight))
+
+    def submit(self, fn, *args) -> Future:
+        def job():
+            try:
+                return fn(*args)
+            finally:
+                self.touch()
+        fut = self.pool.submit(job)
+        self.inflight.add(fut)
+        fut.add_done_callback(self.inflight.discard)
+        return fut
+
+    async def media_all(self, io_timeout: float, calls: list[tuple]) -> list:
+        """Runs ``(fn, *args)`` calls in the source's pool; their results in
+        order (the first exception is raised). A hung mount never returns: when
+        no call has finished for ``io_timeout`` seconds, MediaStalled is raised
+        and the calls are left to finish (or not) in their threads."""
+        futs = [asyncio.wrap_future(self.submit(*c)) for c in calls]
+        for f in futs:  # a call abandoned by a stall must not warn when it fails later
+            f.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.touch()
+        pending = set(futs)
+        poll = max(0.05, min(io_timeout / 4, 2.0))
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=poll)
+            idle = time.monotonic() - self.progress_at
+            if pending and idle >= io_timeout:
+                raise MediaStalled(f"media I/O under {self.cfg.mount_path} made no progress "
+                                   f"for {idle:.0f} s (hung mount?)")
+        return [f.result() for f in futs]
+
+    async def media(self, io_timeout: float, fn, *args):
+        return (await self.media_all(io_timeout, [(fn, *args)]))[0]
+
+    def check_resumed(self) -> bool:
+        """True when the source may cycle: not stalled, or its stalled I/O returned."""
+        if self.stalled_since is None:
+            return True
+        if self.busy:
+            return False
+        log.info("source_resumed", source=self.cfg.sysname,
+                 stalled_seconds=round((_now() - self.stalled_since).total_seconds(), 1))
+        self.stalled_since = None
+        return True
+
+    def refresh_pool(self, workers: int) -> None:
+        """Adopts a changed ``copy_workers`` between cycles."""
+        if workers != self.workers and not self.busy:
+            old, self.pool = self.pool, _media_pool(self.cfg.sysname, workers)
+            self.workers = workers
+            old.shutdown(wait=False)
 
     async def connection(self, target_identity: tuple[str, str]) -> asyncpg.Connection:
         if self.conn is not None and not self.conn.is_closed():
@@ -42,6 +117,13 @@ class SourceRuntime:
                 raise SameDatabaseError(f"source {self.cfg.sysname} is the replay database itself")
             self.verified = True
         return self.conn
+
+    async def retire(self) -> None:
+        """A source removed from the configuration: closed once its cycle ends."""
+        while self.state == "running":
+            await asyncio.sleep(0.2)
+        await self.drop()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def drop(self) -> None:
         conn, self.conn = self.conn, None
@@ -61,6 +143,7 @@ class Engine:
     sources: dict[str, SourceRuntime] = field(default_factory=dict)
     balance_ledger: dict[str, int] = field(default_factory=dict)
     daemon_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    _tasks: set = field(default_factory=set)
 
     async def open(self, migrate: bool = True) -> None:
         groups = {s.group for s in self.config.sources} or {"default"}
@@ -74,22 +157,35 @@ class Engine:
             self.target_identity = await recorder.identity(conn)
         self.apply_config(self.config)
 
-    def apply_config(self, config: Config) -> None:
-        """Adopts a (re)loaded configuration; sources keep their runtime."""
+    def apply_config(self, config: Config) -> list[str]:
+        """Adopts a (re)loaded configuration; sources keep their runtime.
+        Returns the names of the sources it removed."""
         self.config = config
         workers = config.synchro.copy_workers
         for src in config.sources:
             rt = self.sources.get(src.sysname)
             if rt is None:
-                self.sources[src.sysname] = SourceRuntime(
-                    src, ThreadPoolExecutor(workers, thread_name_prefix=f"media-{src.sysname}"),
-                    workers)
+                self.sources[src.sysname] = SourceRuntime(src, _media_pool(src.sysname, workers),
+                                                          workers)
             else:
                 if rt.cfg.database != src.database:
                     rt.verified = False
                     rt.index_ready = False
-                    asyncio.get_event_loop().create_task(rt.drop())
+                    self._background(rt.drop())
                 rt.cfg = src
+                if not src.enabled:
+                    rt.state = "disabled"
+                elif rt.state == "disabled":
+                    rt.state = "waiting"
+        removed = sorted(set(self.sources) - {s.sysname for s in config.sources})
+        for name in removed:
+            self._background(self.sources.pop(name).retire())
+        return removed
+
+    def _background(self, coro) -> None:
+        task = asyncio.get_event_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def verify_sources(self) -> list[str]:
         """Refuses sources that are the target database; returns those that
@@ -106,6 +202,10 @@ class Engine:
                 unreachable.append(f"{rt.cfg.sysname}: {redact(str(exc))}")
         return unreachable
 
+    def busy_sources(self) -> list[str]:
+        """Sources whose media threads have not returned (a hung mount)."""
+        return sorted(name for name, rt in self.sources.items() if rt.busy)
+
     async def close(self) -> None:
         for rt in self.sources.values():
             await rt.drop()
@@ -117,3 +217,12 @@ class Engine:
     def owned_roots(self) -> tuple[str, ...]:
         t = self.config.target
         return tuple(sorted({p.path for p in t.audio_paths + t.video_paths}))
+
+
+def _media_pool(sysname: str, workers: int) -> ThreadPoolExecutor:
+    # the thread names carry the source (faults.SYNCHROD_FAULT_SOURCE reads them)
+    return ThreadPoolExecutor(workers, thread_name_prefix=f"media-{sysname}")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

@@ -70,6 +70,13 @@ async def mark(conn: asyncpg.Connection, marks: dict[int, str]) -> None:
     await conn.execute(sql.load("source_mark.sql"), ids, [marks[i] for i in ids])
 
 
+async def clear_erroneous(conn: asyncpg.Connection, sids: Sequence[str] | None) -> int:
+    """Clears E marks (of the given sids only, when given); returns how many."""
+    status = await conn.execute(sql.load("source_clear_erroneous.sql"),
+                                list(sids) if sids else None)
+    return int(status.split()[-1])
+
+
 async def ensure_index(conn: asyncpg.Connection) -> bool:
     """Creates the pending-couples index if missing; False when not allowed."""
     exists = await conn.fetchval(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -10,26 +11,36 @@ import structlog
 
 from .cycle import Counts, CycleResult, run_cycle
 from .engine import Engine
+from .ownership import Ownership
 
 log = structlog.get_logger("synchrod.runner")
 
 
 async def run_round(engine: Engine, only: str | None = None, dry_run: bool = False,
-                    stop: asyncio.Event | None = None) -> list[CycleResult]:
+                    stop: asyncio.Event | None = None,
+                    ownership: Ownership | None = None) -> list[CycleResult]:
+    """One cycle of every enabled source (``synchrod once``): groups
+    concurrently, the sources of a group one after another."""
     groups: dict[str, list] = defaultdict(list)
     for src in engine.config.sources:
         if not src.enabled or (only and src.sysname != only):
-            if src.sysname in engine.sources:
-                engine.sources[src.sysname].state = "disabled" if not src.enabled else "waiting"
             continue
         groups[src.group].append(engine.sources[src.sysname])
+    owned = None
+    if ownership is not None:
+        owned = await ownership.claim(rt.cfg.sysname for rts in groups.values() for rt in rts)
 
     async def run_group(rts) -> list[CycleResult]:
         out = []
         for rt in rts:
             if stop is not None and stop.is_set():
                 break
-            out.append(await run_cycle(engine, rt, dry_run))
+            if owned is not None and rt.cfg.sysname not in owned:
+                rt.state = "standby"
+                out.append(CycleResult(rt.cfg.sysname, state="standby",
+                                       error="worked by another daemon"))
+                continue
+            out.append(await run_cycle(engine, rt, dry_run, stop))
         return out
 
     per_group = await asyncio.gather(*(run_group(rts) for rts in groups.values()))
@@ -61,10 +72,11 @@ def round_progressed(results: list[CycleResult]) -> bool:
 
 
 async def run_once(engine: Engine, only: str | None, until_idle: bool, dry_run: bool,
-                   max_rounds: int = 1_000_000) -> dict[str, Totals]:
+                   max_rounds: int = 1_000_000,
+                   ownership: Ownership | None = None) -> dict[str, Totals]:
     totals: dict[str, Totals] = {}
     for _ in range(max_rounds):
-        results = await run_round(engine, only, dry_run)
+        results = await run_round(engine, only, dry_run, ownership=ownership)
         for r in results:
             totals.setdefault(r.source, Totals(r.source)).add(r)
         if not until_idle or dry_run or not round_progressed(results):
@@ -72,29 +84,122 @@ async def run_once(engine: Engine, only: str | None, until_idle: bool, dry_run: 
     return totals
 
 
-async def run_forever(engine: Engine, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
-    """The daemon loop: a round, then ``sleep_period`` of idle time after it ends."""
+class Control:
+    """What signals, the config watcher and "run now" ask of the daemon loop.
+    They only set flags here; the loops act on them."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self._wake: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._start = asyncio.Event()         # ends the start_at wait
+        self._changed = asyncio.Event()       # replaced on every configuration change
+
+    def run_now(self, group: str | None = None) -> None:
+        """Skips the current sleep of one group, or of all."""
+        self._start.set()
+        for g, ev in list(self._wake.items()):
+            if group is None or g == group:
+                ev.set()
+        if group is not None:
+            self._wake[group].set()
+
+    def config_changed(self) -> None:
+        old, self._changed = self._changed, asyncio.Event()
+        old.set()
+
+    async def sleep(self, seconds: float, group: str | None = None) -> bool:
+        """Sleeps until the time is up, stop, or a wake of this group; True
+        when woken early by "run now"."""
+        wake = self._wake[group] if group is not None else self._start
+        waiters = [asyncio.ensure_future(self.stop.wait()), asyncio.ensure_future(wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=max(seconds, 0),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        woken = wake.is_set()
+        wake.clear()
+        return woken
+
+    async def changed_or(self, seconds: float, group: str) -> str:
+        """Waits for a configuration change, a wake, stop, or the time."""
+        changed = self._changed
+        wake = self._wake[group]
+        waiters = {asyncio.ensure_future(self.stop.wait()): "stop",
+                   asyncio.ensure_future(wake.wait()): "wake",
+                   asyncio.ensure_future(changed.wait()): "changed"}
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=max(seconds, 0),
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        if wake.is_set():
+            wake.clear()
+            return "wake"
+        return next((waiters[d] for d in done), "time")
+
+
+async def run_forever(engine: Engine, control: Control,
+                      ownership: Ownership | None = None) -> None:
+    """The daemon loop: one task per group, each a cycle of its sources, then
+    ``sleep_period`` of idle time after it ends. Groups that appear in a
+    reloaded configuration get a task; a group that disappears ends its own."""
     start_at = engine.config.synchro.start_at
     if start_at is not None:
         delay = (start_at - dt.datetime.now(dt.timezone.utc)).total_seconds()
         if delay > 0:
             log.info("waiting_for_start_at", start_at=start_at.isoformat(), seconds=round(delay))
-            await _sleep(delay, stop, wake)
-    while not stop.is_set():
-        if engine.config.synchro.enabled:
-            await run_round(engine, stop=stop)
-        await _sleep(engine.config.synchro.sleep_period, stop, wake)
-
-
-async def _sleep(seconds: float, stop: asyncio.Event, wake: asyncio.Event | None) -> None:
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if wake is not None:
-        waiters.append(asyncio.ensure_future(wake.wait()))
+            if await control.sleep(delay):
+                log.info("start_at_skipped", reason="run now")
+    tasks: dict[str, asyncio.Task] = {}
     try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        while not control.stop.is_set():
+            groups = {s.group for s in engine.config.sources}
+            for g in sorted(groups - tasks.keys()):
+                tasks[g] = asyncio.create_task(_group_loop(engine, g, control, ownership),
+                                               name=f"group-{g}")
+            for g, t in list(tasks.items()):
+                if t.done():
+                    tasks.pop(g)
+                    if not t.cancelled() and t.exception() is not None:
+                        log.error("group_loop_failed", group=g, error=repr(t.exception()))
+            await control.changed_or(3600, "")
     finally:
-        for w in waiters:
-            w.cancel()
-        if wake is not None:
-            wake.clear()
+        if tasks:
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
 
+
+async def _group_loop(engine: Engine, group: str, control: Control,
+                      ownership: Ownership | None) -> None:
+    while not control.stop.is_set():
+        members = [s for s in engine.config.sources if s.group == group]
+        if not members:
+            return
+        if engine.config.synchro.enabled:
+            enabled = [s.sysname for s in members if s.enabled]
+            owned = set(enabled) if ownership is None else await ownership.claim(enabled)
+            for src in members:
+                rt = engine.sources.get(src.sysname)
+                if rt is None or control.stop.is_set():
+                    continue
+                if not src.enabled:
+                    rt.state = "disabled"
+                elif src.sysname not in owned:
+                    rt.state = "standby"
+                else:
+                    await run_cycle(engine, rt, stop=control.stop)
+        await _idle(engine, group, control)
+
+
+async def _idle(engine: Engine, group: str, control: Control) -> None:
+    """``sleep_period`` after the cycles end, re-read when the configuration changes."""
+    began = time.monotonic()
+    while not control.stop.is_set():
+        left = engine.config.synchro.sleep_period - (time.monotonic() - began)
+        if left <= 0:
+            return
+        why = await control.changed_or(left, group)
+        if why in ("wake", "stop"):
+            return

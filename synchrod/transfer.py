@@ -7,7 +7,6 @@ makes the copies durable with one ``syncfs`` per target filesystem.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,15 +37,19 @@ class Prepared:
         return quality(c.state, c.problemstatus, len(self.files), nbytes, c.length)
 
 
-async def fill_unknown_sizes(rt: SourceRuntime, prepared: Sequence[Prepared]) -> None:
+async def fill_unknown_sizes(rt: SourceRuntime, prepared: Sequence[Prepared],
+                             io_timeout: float) -> None:
     """A recorder may leave cfsize 0 (unknown); rank those calls by the real size."""
     unknown = [(p, f) for p in prepared for f in p.files if not f.cfsize]
     if not unknown:
         return
-    mount_real = os.path.realpath(rt.cfg.mount_path)
-    loop = asyncio.get_running_loop()
-    sizes = await asyncio.gather(*(loop.run_in_executor(
-        rt.pool, media.size_of, mount_real, rt.cfg.mount_path, f.cfpath) for _, f in unknown))
+    mount = rt.cfg.mount_path
+
+    def sizes_of(cfpaths):  # in the pool: even resolving the mount may hang
+        mount_real = os.path.realpath(mount)
+        return [media.size_of(mount_real, mount, cfpath) for cfpath in cfpaths]
+
+    sizes = await rt.media(io_timeout, sizes_of, [f.cfpath for _, f in unknown])
     for (p, f), size in zip(unknown, sizes):
         if size is not None:
             p.sizes[f.id] = size
@@ -119,7 +122,7 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
     if src.copy_files:
         await journal.record_intents(tconn, src.sysname, [d for _, ds in jobs for _, d in ds])
 
-    results = await _run_jobs(rt, jobs, cfg.synchro.verify == "sha256")
+    results = await _run_jobs(rt, jobs, cfg.synchro.verify == "sha256", cfg.synchro.io_timeout)
     faults.point("after_copy", src.sysname)
     for (p, dests), chosen, result in zip(jobs, job_roots, results):
         if isinstance(result, BaseException):
@@ -136,27 +139,27 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
     return out
 
 
-async def _run_jobs(rt: SourceRuntime, jobs, sha: bool) -> list:
+async def _run_jobs(rt: SourceRuntime, jobs, sha: bool, io_timeout: float) -> list:
     """Runs the jobs in the source's pool, one chunk per worker; a result per
     job, in order: its files, or the exception that failed it."""
     if not jobs:
         return []
     src = rt.cfg
-    mount_real = os.path.realpath(src.mount_path)
     workers = max(1, min(rt.workers, len(jobs)))
 
     def run_chunk(chunk):
+        mount_real = os.path.realpath(src.mount_path)  # in the pool: it may hang
         out = []
         for p, dests in chunk:
             try:
                 out.append(_deliver_files(p, dests, mount_real, src.mount_path, src.copy_files, sha))
             except (media.CallError, media.TargetError) as exc:
                 out.append(exc)
+            rt.touch()
         return out
 
-    loop = asyncio.get_running_loop()
     chunks = [jobs[i::workers] for i in range(workers)]
-    done = await asyncio.gather(*(loop.run_in_executor(rt.pool, run_chunk, c) for c in chunks))
+    done = await rt.media_all(io_timeout, [(run_chunk, c) for c in chunks])
     results: list = [None] * len(jobs)
     for i, chunk_results in enumerate(done):
         results[i::workers] = chunk_results

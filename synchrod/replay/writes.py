@@ -375,3 +375,16 @@ async def _history(conn, policy: Policy, started_at: dt.datetime, out: Committed
             for o in out.outcomes}
     await conn.copy_records_to_table("run_calls", schema_name="synchrod",
                                      columns=_RUN_CALL_COLUMNS, records=list(rows.values()))
+
+
+_FORGET_ATTEMPTS = """
+DELETE FROM synchrod.attempts
+ WHERE source = $1 AND ($2::text[] IS NULL OR sid = ANY($2::text[]))
+"""
+
+
+async def forget_attempts(conn: asyncpg.Connection, source: str,
+                          sids: Sequence[str] | None) -> int:
+    """Resets the failure count and back-off of a source's calls (``retry``)."""
+    status = await conn.execute(_FORGET_ATTEMPTS, source, list(sids) if sids else None)
+    return int(status.split()[-1])

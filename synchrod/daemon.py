@@ -1,0 +1,254 @@
+"""`synchrod run`: the daemon around the cycle loop.
+
+Signal handlers, the configuration watcher and "run now" notifications only
+set flags (``runner.Control``, ``Daemon._reload``); the tasks here act on
+them: reload and apply the configuration, stop gracefully (or at once on a
+second signal), ping the systemd watchdog, publish the daemon's state.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import socket
+import sys
+
+import structlog
+
+from . import __version__, exits, logs
+from .config import Config, ConfigError, load
+from .engine import Engine
+from .ownership import Ownership
+from .replay import daemons
+from .runner import Control, run_forever
+from .sdnotify import Notifier
+from .watcher import ConfigWatcher, content_digest
+
+log = structlog.get_logger("synchrod")
+
+PUBLISH_POLL = 1.0        # seconds between checks of the state to publish
+PUBLISH_HEARTBEAT = 30.0  # publish at least this often, changed or not
+FORCED_EXIT = 128         # + signal number: the shell's convention for "killed by"
+
+# Changing these needs a restart: a reload naming them is refused.
+_RESTART_KEYS = (("target.database", lambda c: c.target.database),
+                 ("target.sysname", lambda c: c.target.sysname))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Daemon:
+    def __init__(self, cfg: Config, engine: Engine):
+        self.path = cfg.path
+        self.engine = engine
+        self.control = Control()
+        self.notifier = Notifier()
+        self.ownership = Ownership(cfg.target.database, engine.daemon_name, self._run_now)
+        self.watcher = ConfigWatcher(cfg.path)
+        self.state = "starting"
+        self.started_at = _now()
+        self.config_loaded_at = _now()
+        self.config_error: str | None = None
+        self.config_error_at: dt.datetime | None = None
+        self.config_seen = content_digest(cfg.path)   # the content last loaded or refused
+        self._reload = asyncio.Event()
+        self._forced: int | None = None
+        self._force = asyncio.Event()
+        self._status_line = ""
+
+    # --- flags: signal handlers and notifications ---------------------------------------
+    def _on_stop_signal(self, signum: int) -> None:
+        if self.control.stop.is_set():
+            self._forced = signum
+            self._force.set()
+        else:
+            self.control.stop.set()
+
+    def _run_now(self, source: str) -> None:
+        group = None
+        if source:
+            src = next((s for s in self.engine.config.sources if s.sysname == source), None)
+            if src is None:
+                return
+            group = src.group
+        self.control.run_now(group)
+
+    # --- the daemon --------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+
+        await self.ownership.execute(daemons.FORGET_DEAD)
+        self.watcher.start()
+        helpers = [asyncio.create_task(c) for c in (
+            self._reloader(), self._watch_file(), self._watchdog(), self._publisher(),
+            self._forcer())]
+        cfg = self.engine.config
+        log.info("started", version=__version__, config=self.path, daemon=self.engine.daemon_name,
+                 sources=[s.sysname for s in cfg.sources], target=cfg.target.sysname)
+        self.state = "running"
+        self.notifier.ready(self.status_line())
+        cycles = asyncio.create_task(run_forever(self.engine, self.control, self.ownership))
+        stopping = asyncio.create_task(self.control.stop.wait())
+        rc = exits.OK
+        try:
+            await asyncio.wait([cycles, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if cycles.done() and cycles.exception() is not None:
+                log.error("cycle_loop_failed", error=repr(cycles.exception()))
+                rc = exits.SOFTWARE
+            self.control.stop.set()
+            await self._stop(cycles)
+        finally:
+            stopping.cancel()
+            for t in helpers:
+                t.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            self.watcher.stop()
+            await self.ownership.execute(daemons.FORGET, self.engine.daemon_name)
+            await self.ownership.close()
+            hung = self.engine.busy_sources()
+            await self.engine.close()
+        log.info("stopped", hung_sources=hung or None)
+        if hung:
+            # a thread blocked in a hung mount cannot be joined: leave without it
+            _flush()
+            os._exit(rc)
+        return rc
+
+    async def _stop(self, cycles: asyncio.Task) -> None:
+        """Lets the calls in hand commit, within ``stop_timeout``."""
+        self.state = "stopping"
+        self.notifier.stopping()
+        timeout = self.engine.config.synchro.stop_timeout
+        log.info("stopping", timeout=timeout)
+        done, _ = await asyncio.wait([cycles], timeout=timeout)
+        if not done:
+            log.warning("stop_timeout", seconds=timeout,
+                        running=[n for n, rt in self.engine.sources.items() if rt.state == "running"])
+            cycles.cancel()
+            await asyncio.wait([cycles], timeout=10)
+
+    async def _forcer(self) -> None:
+        await self._force.wait()
+        log.warning("forced_exit", signal=signal.Signals(self._forced).name)
+        _flush()
+        os._exit(FORCED_EXIT + self._forced)
+
+    # --- configuration ------------------------------------------------------------------
+    async def _reloader(self) -> None:
+        while True:
+            await self._reload.wait()
+            self._reload.clear()
+            await self.reload("signal")
+
+    async def _watch_file(self) -> None:
+        async for _ in self.watcher.changes():
+            digest = content_digest(self.path)
+            if digest is not None and digest != self.config_seen:
+                await self.reload("file changed")
+
+    async def reload(self, reason: str) -> bool:
+        self.notifier.reloading()
+        self.config_seen = content_digest(self.path)
+        old = self.engine.config
+        try:
+            new = load(self.path)
+            for key, get in _RESTART_KEYS:
+                if get(new) != get(old):
+                    raise ConfigError(key, "changing it needs a restart (systemctl restart synchrod)")
+        except ConfigError as exc:
+            self.config_error, self.config_error_at = str(exc), _now()
+            log.error("config_reload_failed", reason=reason, key=exc.path or None, error=str(exc),
+                      kept="the running configuration")
+            ok = False
+        else:
+            if (new.logging.level, new.logging.format) != (old.logging.level, old.logging.format):
+                logs.setup(new.logging.level, new.logging.format)
+            removed = self.engine.apply_config(new)
+            wanted = {s.sysname for s in new.sources if s.enabled}
+            await self.ownership.release(self.ownership.held - wanted)
+            self.control.config_changed()
+            self.config_error = self.config_error_at = None
+            self.config_loaded_at = _now()
+            old_names = {s.sysname for s in old.sources}
+            log.info("config_reloaded", reason=reason,
+                     added=sorted({s.sysname for s in new.sources} - old_names) or None,
+                     removed=removed or None,
+                     disabled=sorted(s.sysname for s in new.sources if not s.enabled) or None,
+                     sleep_period=new.synchro.sleep_period)
+            ok = True
+        self.notifier.ready(self.status_line())
+        return ok
+
+    # --- systemd and published state ---------------------------------------------------
+    async def _watchdog(self) -> None:
+        interval = Notifier.watchdog_interval()
+        while interval:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    def snapshot(self) -> dict:
+        held = self.ownership.held
+        sources = {}
+        for s in self.engine.config.sources:
+            rt = self.engine.sources.get(s.sysname)
+            if rt is None:
+                continue
+            sources[s.sysname] = {
+                "state": rt.state, "owned": s.sysname in held, "group": s.group,
+                "last_error": rt.last_error,
+                "last_cycle_at": rt.last_cycle_at.isoformat() if rt.last_cycle_at else None,
+                "stalled_since": rt.stalled_since.isoformat() if rt.stalled_since else None,
+            }
+        return {"name": self.engine.daemon_name, "host": socket.gethostname(), "pid": os.getpid(),
+                "version": __version__, "config_path": self.path,
+                "config_loaded_at": self.config_loaded_at, "config_error": self.config_error,
+                "config_error_at": self.config_error_at, "state": self.state, "sources": sources,
+                "started_at": self.started_at}
+
+    def status_line(self) -> str:
+        """One line for systemctl status (sd_notify STATUS=)."""
+        counts: dict[str, int] = {}
+        stalled, down = [], []
+        for name, rt in self.engine.sources.items():
+            counts[rt.state] = counts.get(rt.state, 0) + 1
+            if rt.stalled_since is not None:
+                stalled.append(name)
+            elif rt.state == "down":
+                down.append(name)
+        parts = [f"{sum(counts.values())} sources: "
+                 + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))]
+        if stalled:
+            parts.append("stalled: " + ",".join(stalled))
+        if down:
+            parts.append("down: " + ",".join(down))
+        if self.config_error:
+            parts.append("config error: " + self.config_error)
+        return "; ".join(parts)[:300]
+
+    async def _publisher(self) -> None:
+        last, last_at = None, 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            snap = self.snapshot()
+            if snap != last or loop.time() - last_at >= PUBLISH_HEARTBEAT:
+                await self.ownership.execute(daemons.PUBLISH, *daemons.publish_args(snap))
+                last, last_at = snap, loop.time()
+            line = self.status_line()
+            if line != self._status_line:
+                self.notifier.status(line)
+                self._status_line = line
+            await asyncio.sleep(PUBLISH_POLL)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass

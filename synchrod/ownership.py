@@ -1,0 +1,126 @@
+"""Which daemon works which source: session advisory locks in the replay
+database, held on one dedicated connection per daemon.
+
+A lock is released by PostgreSQL the moment its connection ends, so the
+sources of a daemon killed with SIGKILL are free for another daemon at its
+next claim. The same connection carries the "run now" notifications and the
+daemon's published state (see ``replay.daemons``).
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+import asyncpg
+import structlog
+
+from .dbconn import UNREACHABLE, connect, redact
+
+log = structlog.get_logger("synchrod.ownership")
+
+# Two-key advisory locks (class, hashtext(sysname)): a key space of their own,
+# apart from the one-key sid locks of a batch commit.
+OWNER_CLASS = 0x5359_4E43  # "SYNC"
+RUN_NOW_CHANNEL = "synchrod_run_now"
+
+_CLAIM = """
+SELECT n FROM unnest($2::text[]) AS n WHERE pg_try_advisory_lock($1, hashtext(n))
+"""
+_RELEASE = "SELECT count(pg_advisory_unlock($1, hashtext(n))) FROM unnest($2::text[]) AS n"
+
+
+class Ownership:
+    def __init__(self, dsn: str, daemon_name: str,
+                 on_run_now: Callable[[str], None] | None = None):
+        self.dsn = dsn
+        self.daemon_name = daemon_name
+        self.on_run_now = on_run_now
+        self.conn: asyncpg.Connection | None = None
+        self.held: set[str] = set()
+        self.lock = asyncio.Lock()   # one statement at a time on the connection
+        self.lost = 0                # times the connection (and every lock) was lost
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None and not self.conn.is_closed()
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self.connected:
+            return self.conn
+        if self.conn is not None or self.held:
+            self._forget("connection closed")
+        self.conn = await connect(self.dsn, application_name=f"synchrod:owner:{self.daemon_name}")
+        if self.on_run_now is not None:
+            await self.conn.add_listener(RUN_NOW_CHANNEL, self._notified)
+        return self.conn
+
+    def _notified(self, _conn, _pid, _channel, payload: str) -> None:
+        self.on_run_now(payload)
+
+    def _forget(self, why: str) -> None:
+        if self.held:
+            log.warning("ownership_lost", sources=sorted(self.held), reason=why)
+        self.held = set()
+        self.lost += 1
+        conn, self.conn = self.conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+
+    async def claim(self, wanted: Iterable[str]) -> set[str]:
+        """Tries to own every wanted source; returns those this daemon owns.
+        An unreachable replay database owns nothing (it could commit nothing)."""
+        wanted = set(wanted)
+        async with self.lock:
+            try:
+                conn = await self._connection()
+                missing = sorted(wanted - self.held)
+                if missing:
+                    got = {r["n"] for r in await conn.fetch(_CLAIM, OWNER_CLASS, missing)}
+                    if got:
+                        log.info("sources_claimed", sources=sorted(got))
+                    self.held |= got
+            except UNREACHABLE as exc:
+                self._forget(redact(str(exc)))
+                return set()
+        return self.held & wanted
+
+    async def release(self, names: Iterable[str]) -> None:
+        names = sorted(set(names) & self.held)
+        if not names:
+            return
+        async with self.lock:
+            self.held -= set(names)
+            if not self.connected:
+                return
+            try:
+                await self.conn.fetchval(_RELEASE, OWNER_CLASS, names)
+                log.info("sources_released", sources=names)
+            except UNREACHABLE as exc:
+                self._forget(redact(str(exc)))
+
+    async def execute(self, query: str, *args) -> None:
+        """Runs a statement on the owner connection (the daemon's published state)."""
+        async with self.lock:
+            try:
+                conn = await self._connection()
+                await conn.execute(query, *args)
+            except UNREACHABLE as exc:
+                self._forget(redact(str(exc)))
+
+    async def close(self) -> None:
+        async with self.lock:
+            conn, self.conn, self.held = self.conn, None, set()
+            if conn is not None and not conn.is_closed():
+                try:
+                    await asyncio.wait_for(conn.close(), 5)
+                except Exception:  # noqa: BLE001 - closing: the server ends the locks anyway
+                    conn.terminate()
+
+
+async def notify_run_now(conn: asyncpg.Connection, source: str = "") -> int:
+    """Asks every daemon to skip its sleep (for one source, or all when empty);
+    returns how many daemons are listening."""
+    await conn.execute("SELECT pg_notify($1, $2)", RUN_NOW_CHANNEL, source)
+    return await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'synchrod:owner:%' "
+        "AND datname = current_database()")
