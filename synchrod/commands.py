@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 
 import structlog
@@ -122,10 +123,19 @@ async def init_db(cfg: Config, args) -> int:
 
 async def run(cfg: Config, args) -> int:
     logs.setup(cfg.logging.level, cfg.logging.format)
+    # signals that arrive while the databases are being reached are kept, not fatal
+    loop = asyncio.get_running_loop()
+    early: set[int] = set()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, early.add, sig)
     engine = await _open_engine(cfg)
     if isinstance(engine, int):
         return engine
-    return await Daemon(cfg, engine).run()
+    if early & {signal.SIGTERM, signal.SIGINT}:
+        log.info("stopped_before_start")
+        await engine.close()
+        return exits.OK
+    return await Daemon(cfg, engine).run(reload_first=signal.SIGHUP in early)
 
 
 async def status(cfg: Config | None, args, dsn: str | None = None,

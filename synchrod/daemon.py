@@ -77,8 +77,10 @@ class Daemon:
         self.control.run_now(group)
 
     # --- the daemon --------------------------------------------------------------------
-    async def run(self) -> int:
+    async def run(self, reload_first: bool = False) -> int:
         loop = asyncio.get_running_loop()
+        if reload_first:  # a SIGHUP came while starting: the file may have changed since
+            self._reload.set()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)

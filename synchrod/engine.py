@@ -190,17 +190,17 @@ class Engine:
     async def verify_sources(self) -> list[str]:
         """Refuses sources that are the target database; returns those that
         could not be reached (checked again at their first cycle)."""
-        unreachable = []
-        for rt in self.sources.values():
-            if not rt.cfg.enabled:
-                continue
+        async def verify(rt: SourceRuntime) -> str | None:
             try:
                 await rt.connection(self.target_identity)
-            except SameDatabaseError:
-                raise
             except UNREACHABLE as exc:
-                unreachable.append(f"{rt.cfg.sysname}: {redact(str(exc))}")
-        return unreachable
+                return f"{rt.cfg.sysname}: {redact(str(exc))}"
+            return None
+
+        # concurrently: many unreachable recorders must not add up their time-outs
+        found = await asyncio.gather(*(verify(rt) for rt in self.sources.values()
+                                       if rt.cfg.enabled))
+        return [line for line in found if line]
 
     def busy_sources(self) -> list[str]:
         """Sources whose media threads have not returned (a hung mount)."""
