@@ -56,7 +56,8 @@ async def once(cfg: Config, args) -> int:
     if isinstance(engine, int):
         return engine
     # a source worked by a running daemon is left to it (a dry run changes nothing)
-    ownership = None if args.dry_run else Ownership(cfg.target.database, engine.daemon_name)
+    ownership = None if args.dry_run else Ownership(cfg.target.database, engine.daemon_name,
+                                                    role="once")
     try:
         totals = await run_once(engine, args.source, args.until_idle, args.dry_run,
                                 ownership=ownership)

@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 import structlog
@@ -61,9 +62,11 @@ class CycleResult(Counts):
 
 
 async def run_cycle(engine: Engine, rt: SourceRuntime, dry_run: bool = False,
-                    stop: asyncio.Event | None = None) -> CycleResult:
-    """One cycle of one source. ``stop`` set during it: no new chunk is taken;
-    the one in hand is still committed and marked."""
+                    stop: asyncio.Event | None = None,
+                    still_owner: Callable[[str], bool] | None = None) -> CycleResult:
+    """One cycle of one source. ``stop`` set, or the source's ownership lost
+    (``still_owner``), during it: no new chunk is taken; the one in hand is
+    still committed and marked."""
     src = rt.cfg
     res = CycleResult(src.sysname)
     t0 = time.monotonic()
@@ -74,13 +77,16 @@ async def run_cycle(engine: Engine, rt: SourceRuntime, dry_run: bool = False,
     rt.refresh_pool(engine.config.synchro.copy_workers)
     rt.state = "running"
     try:
-        await _cycle(engine, rt, res, dry_run, bound, stop)
+        def keep_going() -> bool:
+            return not (stop is not None and stop.is_set()) and \
+                (still_owner is None or still_owner(src.sysname))
+        await _cycle(engine, rt, res, dry_run, bound, keep_going)
     except SameDatabaseError as exc:
         res.state, res.error = "error", str(exc)
     except UNREACHABLE as exc:
         res.state, res.error = "down", f"database unreachable: {redact(str(exc))}"
         await rt.drop()
-    except media.TargetError as exc:
+    except (media.TargetError, journal.TicketLost) as exc:
         res.state, res.error = "error", str(exc)
     except MediaStalled as exc:
         # nothing is an attempt: the calls in hand are taken again once the I/O returns
@@ -106,7 +112,7 @@ async def run_cycle(engine: Engine, rt: SourceRuntime, dry_run: bool = False,
 
 
 async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: bool, log,
-                 stop: asyncio.Event | None) -> None:
+                 keep_going: Callable[[], bool]) -> None:
     cfg, src = engine.config, rt.cfg
     started_at = dt.datetime.now(dt.timezone.utc)
     problem = await rt.media(cfg.synchro.io_timeout, media.mount_problem, src.mount_path,
@@ -165,8 +171,8 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
             finisher: asyncio.Task | None = None
             try:
                 for chunk in _chunks(prepared, src.copy_files):
-                    if stop is not None and stop.is_set():
-                        break  # stopping: take no new calls; the chunk in hand finishes
+                    if not keep_going():
+                        break  # stopping or no longer the owner: the chunk in hand finishes
                     moved = await transfer(engine, rt, chunk, current, tconn)
                     if finisher is not None:
                         await finisher
@@ -218,8 +224,14 @@ async def _finish(rt: SourceRuntime, conn, fconn, policy: Policy, moved, started
         failures = []
         res.error = "mount path became unavailable during the cycle"
     faults.point("after_sync", src.sysname)
-    part = await commit_batch(fconn, policy, moved.deliveries, failures, skipped, started_at,
-                              run_id=committed.run_id)
+    try:
+        part = await commit_batch(fconn, policy, moved.deliveries, failures, skipped, started_at,
+                                  run_id=committed.run_id)
+    except journal.TicketLost as exc:
+        # a copy renamed into place after a repair took its ticket is nobody's
+        for path in await journal.unclaimed(fconn, exc.lost):
+            media.remove(path)
+        raise
     faults.point("after_commit", src.sysname)
     await recorder.mark(conn, part.marks)
     faults.point("after_mark", src.sysname)
@@ -250,14 +262,13 @@ def _advance_cursor(batch: list[SourceCouple], committed: Committed, cursor):
 
 async def _repair(tconn, source: str, log) -> None:
     """Removes what an interrupted cycle of this source left behind."""
-    orphans, kept = await journal.leftovers(tconn, source)
-    if kept:
-        await journal.forget_pending(tconn, kept)
-    if orphans:
+    async with tconn.transaction():  # the tickets stay locked until the files are gone
+        orphans = await journal.claim_orphans(tconn, source)
         for path in orphans:
             media.remove(path)
-        await journal.forget_pending(tconn, orphans)
-        log.info("repair", removed_orphans=len(orphans))
+    kept = await journal.forget_referenced(tconn, source)
+    if orphans or kept:
+        log.info("repair", removed_orphans=len(orphans), committed_leftovers=kept)
     await _remove(tconn, [], None, log)
 
 

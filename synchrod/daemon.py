@@ -239,8 +239,13 @@ class Daemon:
         while True:
             snap = self.snapshot()
             if snap != last or loop.time() - last_at >= PUBLISH_HEARTBEAT:
-                await self.ownership.execute(daemons.PUBLISH, *daemons.publish_args(snap))
-                last, last_at = snap, loop.time()
+                published = []
+
+                def args():  # made on the live connection: ownership may just have been lost
+                    published.append(self.snapshot())
+                    return daemons.publish_args(published[0])
+                await self.ownership.execute(daemons.PUBLISH, args)
+                last, last_at = (published[0] if published else None), loop.time()
             line = self.status_line()
             if line != self._status_line:
                 self.notifier.status(line)

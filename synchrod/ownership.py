@@ -31,12 +31,16 @@ _RELEASE = "SELECT count(pg_advisory_unlock($1, hashtext(n))) FROM unnest($2::te
 
 class Ownership:
     def __init__(self, dsn: str, daemon_name: str,
-                 on_run_now: Callable[[str], None] | None = None):
+                 on_run_now: Callable[[str], None] | None = None, role: str = "owner"):
+        """``role`` "owner" for a daemon (it is what `run-now` counts as
+        listening), anything else for a one-shot command such as `once`."""
         self.dsn = dsn
         self.daemon_name = daemon_name
         self.on_run_now = on_run_now
+        self.role = role
         self.conn: asyncpg.Connection | None = None
         self.held: set[str] = set()
+        self.on_lost: Callable[[], None] | None = None
         self.lock = asyncio.Lock()   # one statement at a time on the connection
         self.lost = 0                # times the connection (and every lock) was lost
 
@@ -49,10 +53,21 @@ class Ownership:
             return self.conn
         if self.conn is not None or self.held:
             self._forget("connection closed")
-        self.conn = await connect(self.dsn, application_name=f"synchrod:owner:{self.daemon_name}")
+        conn = await connect(self.dsn, application_name=f"synchrod:{self.role}:{self.daemon_name}")
+        # a connection that ends takes every lock with it: know it at once, so
+        # cycles in progress stop taking calls of sources no longer owned
+        conn.add_termination_listener(self._terminated)
         if self.on_run_now is not None:
-            await self.conn.add_listener(RUN_NOW_CHANNEL, self._notified)
-        return self.conn
+            await conn.add_listener(RUN_NOW_CHANNEL, self._notified)
+        self.conn = conn
+        return conn
+
+    def _terminated(self, conn) -> None:
+        if conn is self.conn:
+            self._forget("owner connection ended")
+
+    def owns(self, name: str) -> bool:
+        return name in self.held
 
     def _notified(self, _conn, _pid, _channel, payload: str) -> None:
         self.on_run_now(payload)
@@ -63,6 +78,8 @@ class Ownership:
         self.held = set()
         self.lost += 1
         conn, self.conn = self.conn, None
+        if self.on_lost is not None:
+            self.on_lost()
         if conn is not None and not conn.is_closed():
             conn.terminate()
 
@@ -98,11 +115,17 @@ class Ownership:
             except UNREACHABLE as exc:
                 self._forget(redact(str(exc)))
 
-    async def execute(self, query: str, *args) -> None:
-        """Runs a statement on the owner connection (the daemon's published state)."""
+    async def execute(self, query: str, *args_or_maker) -> None:
+        """Runs a statement on the owner connection (the daemon's published
+        state). A single callable argument makes the arguments once the
+        connection is up: a reconnection forgets every lock, and what is
+        published must say so."""
         async with self.lock:
             try:
                 conn = await self._connection()
+                args = args_or_maker
+                if len(args) == 1 and callable(args[0]):
+                    args = args[0]()
                 await conn.execute(query, *args)
             except UNREACHABLE as exc:
                 self._forget(redact(str(exc)))
@@ -123,4 +146,4 @@ async def notify_run_now(conn: asyncpg.Connection, source: str = "") -> int:
     await conn.execute("SELECT pg_notify($1, $2)", RUN_NOW_CHANNEL, source)
     return await conn.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'synchrod:owner:%' "
-        "AND datname = current_database()")
+        "AND datname = current_database() AND pid <> pg_backend_pid()")

@@ -40,7 +40,8 @@ async def run_round(engine: Engine, only: str | None = None, dry_run: bool = Fal
                 out.append(CycleResult(rt.cfg.sysname, state="standby",
                                        error="worked by another daemon"))
                 continue
-            out.append(await run_cycle(engine, rt, dry_run, stop))
+            out.append(await run_cycle(engine, rt, dry_run, stop,
+                                       ownership.owns if ownership is not None else None))
         return out
 
     per_group = await asyncio.gather(*(run_group(rts) for rts in groups.values()))
@@ -189,7 +190,8 @@ async def _group_loop(engine: Engine, group: str, control: Control,
                 elif src.sysname not in owned:
                     rt.state = "standby"
                 else:
-                    await run_cycle(engine, rt, stop=control.stop)
+                    await run_cycle(engine, rt, stop=control.stop,
+                                    still_owner=ownership.owns if ownership is not None else None)
         await _idle(engine, group, control)
 
 

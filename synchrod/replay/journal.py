@@ -7,9 +7,19 @@ and is not referenced by any cfile is an orphan of an interrupted cycle and is
 removed. Files the target stops using go to ``pending_unlink`` in the same
 transaction and are removed after it commits. Both checks prove a path is
 unreferenced before anything is unlinked.
+
+A ``pending_files`` record is a claim ticket: whoever deletes it decides the
+file's fate. The batch transaction deletes the tickets of the files it
+references (the file lives); a repair deletes the tickets of unreferenced
+files in a transaction of its own, removes the files, then commits (the
+file dies). Row locks serialise the two, so a repair by one daemon can never
+remove a file another daemon's batch is committing: that batch finds its
+ticket gone (or, after a repair that died before committing, its file gone)
+and rolls back.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import asyncpg
@@ -20,9 +30,20 @@ SELECT p, $2 FROM unnest($1::text[]) AS p
 ON CONFLICT (path) DO UPDATE SET source = EXCLUDED.source, created_at = now()
 """
 _UNSCHEDULE = "DELETE FROM synchrod.pending_unlink WHERE path = ANY($1::text[])"
-_LEFTOVERS = """
-SELECT p.path, EXISTS (SELECT 1 FROM callrec.cfiles f WHERE f.cfpath = p.path) AS referenced
-  FROM synchrod.pending_files p WHERE p.source = $1
+_CLAIM_ORPHANS = """
+DELETE FROM synchrod.pending_files p
+ WHERE p.source = $1 AND NOT EXISTS (SELECT 1 FROM callrec.cfiles f WHERE f.cfpath = p.path)
+RETURNING p.path
+"""
+_FORGET_REFERENCED = """
+DELETE FROM synchrod.pending_files p
+ WHERE p.source = $1 AND EXISTS (SELECT 1 FROM callrec.cfiles f WHERE f.cfpath = p.path)
+"""
+_TAKE_TICKETS = "DELETE FROM synchrod.pending_files WHERE path = ANY($1::text[]) RETURNING path"
+_UNCLAIMED = """
+SELECT p FROM unnest($1::text[]) AS p
+ WHERE NOT EXISTS (SELECT 1 FROM callrec.cfiles f WHERE f.cfpath = p)
+   AND NOT EXISTS (SELECT 1 FROM synchrod.pending_files j WHERE j.path = p)
 """
 _FORGET_PENDING = "DELETE FROM synchrod.pending_files WHERE path = ANY($1::text[])"
 _UNLINKABLE = """
@@ -46,12 +67,46 @@ async def record_intents(conn: asyncpg.Connection, source: str, paths: Sequence[
         await conn.execute(_UNSCHEDULE, list(paths))
 
 
-async def leftovers(conn: asyncpg.Connection, source: str) -> tuple[list[str], list[str]]:
-    """(orphans to remove, referenced paths whose record only needs dropping)."""
-    rows = await conn.fetch(_LEFTOVERS, source)
-    orphans = [r["path"] for r in rows if not r["referenced"]]
-    kept = [r["path"] for r in rows if r["referenced"]]
-    return orphans, kept
+async def claim_orphans(conn: asyncpg.Connection, source: str) -> list[str]:
+    """Takes the tickets of the source's unreferenced files; call it in a
+    transaction and remove the files before it commits."""
+    return [r["path"] for r in await conn.fetch(_CLAIM_ORPHANS, source)]
+
+
+async def forget_referenced(conn: asyncpg.Connection, source: str) -> int:
+    """Drops tickets whose file a committed row references (an interrupted
+    batch that did commit). Returns how many."""
+    return int((await conn.execute(_FORGET_REFERENCED, source)).split()[-1])
+
+
+class TicketLost(Exception):
+    """A batch found the tickets of some of its files taken by a repair (or
+    their files gone): another worker judged them orphans. It must roll back."""
+
+    def __init__(self, lost: list[str], missing: list[str]):
+        super().__init__(f"{len(lost) + len(missing)} media file(s) of this batch were claimed "
+                         "by a repair of another worker; the calls are taken again next cycle")
+        self.lost, self.missing = lost, missing
+
+
+async def take_tickets(conn: asyncpg.Connection, paths: Sequence[str]) -> None:
+    """In the batch transaction: takes the tickets of the files it references,
+    and proves the files are still there. Raises TicketLost otherwise."""
+    if not paths:
+        return
+    taken = {r["path"] for r in await conn.fetch(_TAKE_TICKETS, list(paths))}
+    lost = [p for p in paths if p not in taken]
+    # a repair that removed files and died before committing gave the tickets back
+    missing = [p for p in paths if p in taken and not os.path.exists(p)]
+    if lost or missing:
+        raise TicketLost(lost, missing)
+
+
+async def unclaimed(conn: asyncpg.Connection, paths: Sequence[str]) -> list[str]:
+    """Paths neither referenced nor ticketed: garbage nobody will collect."""
+    if not paths:
+        return []
+    return [r["p"] for r in await conn.fetch(_UNCLAIMED, list(paths))]
 
 
 async def forget_pending(conn: asyncpg.Connection, paths: Sequence[str]) -> None:

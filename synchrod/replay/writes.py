@@ -20,7 +20,7 @@ from ..core.model import COUPLE_COLUMNS, SourceCouple, TargetCouple
 from ..core.pathsafety import is_inside
 from ..core.plan import Action, decide, mark_for
 from ..core.quality import Quality
-from . import reads
+from . import journal, reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +146,6 @@ ON CONFLICT (source, source_cplid) DO UPDATE
    SET attempts = EXCLUDED.attempts, next_try_at = EXCLUDED.next_try_at,
        last_reason = EXCLUDED.last_reason, last_detail = EXCLUDED.last_detail, updated_at = now()
 """
-_FORGET_PENDING = "DELETE FROM synchrod.pending_files WHERE path = ANY($1::text[])"
 _SCHEDULE_UNLINK = """
 INSERT INTO synchrod.pending_unlink (path) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING
 """
@@ -335,9 +334,7 @@ async def _execute(conn, policy: Policy, plan: _Plan, out: Committed) -> None:
     # journal: files now referenced are no longer pending; replaced ones go
     copied = [f for d, _ in plan.new_couples + plan.replaced for f in d.files if f.copied]
     out.files, out.bytes = len(copied), sum(f.cfsize for f in copied)
-    referenced = [f.cfpath for f in copied]
-    if referenced:
-        await conn.execute(_FORGET_PENDING, referenced)
+    await journal.take_tickets(conn, [f.cfpath for f in copied])
     if out.replaced:
         await conn.execute(_SCHEDULE_UNLINK, out.replaced)
 
