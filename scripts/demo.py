@@ -11,8 +11,11 @@ Run by ``make demo``. Everything lives under ``.demo/`` in the repository:
 The demo builds the recorders (good calls, calls recorded by both recorders
 in different quality, broken calls), runs ``synchrod check`` and
 ``synchrod once --until-idle`` twice as a user would, then reports what
-happened from the databases and the disk. The server is destroyed at the end
-unless ``--keep`` is given.
+happened from the databases and the disk. Then it runs the daemon
+(``synchrod run``) as systemd would: new calls recorded while it sleeps,
+``synchrod run-now``, a lost file restored and ``synchrod retry``,
+``synchrod status``, SIGTERM. The server is destroyed at the end unless
+``--keep`` is given.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -248,6 +252,82 @@ def synchrod(*args: str) -> int:
     return proc.returncode
 
 
+# --- the daemon ------------------------------------------------------------------
+
+DAEMON_LOG = DEMO / "daemon.log"
+
+
+def wait_for(what: str, predicate, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    say(f"    gave up waiting for {what}")
+    return False
+
+
+def recover_missing_file(rec: str) -> None:
+    """The operator restores the lost file (48,044 bytes, as the recorder says)."""
+    path = MOUNTS[rec] / "calls" / "lost" / f"{rec}-missing.wav"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 24000)
+
+
+def daemon_phase(dsns: dict[str, str]) -> list[str]:
+    """`synchrod run` as under systemd: new calls, run-now, retry, status, SIGTERM."""
+    problems = []
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["logging"] = {"level": "info", "format": "console"}
+    CONFIG.write_text(yaml.safe_dump(raw, sort_keys=False))
+    say(f"$ synchrod run -c {CONFIG.relative_to(REPO)} &    (log: {DAEMON_LOG.relative_to(REPO)})")
+    with open(DAEMON_LOG, "w") as log:
+        proc = subprocess.Popen([SYNCHROD, "run", "-c", str(CONFIG)], cwd=REPO, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        if not wait_for("the daemon to start", lambda: " started " in DAEMON_LOG.read_text()):
+            return ["the daemon did not start"]
+        late = good_calls("rec1-late", 6, 5)
+        recorders.add_calls(dsns["rec1"], MOUNTS["rec1"], late)
+        say(f"recorded {len(late)} new calls on rec1 while the daemon sleeps (sleep_period 10 s)")
+        synchrod("run-now", "--source", "rec1")
+        sids = [c.sid for c in late]
+
+        def marked(rec, wanted):
+            rows = dict(q(dsns[rec], "SELECT sid, synchronized FROM callrec.couples "
+                                     "WHERE sid = ANY(%s)", wanted))
+            return all(rows.get(s) == "S" for s in wanted)
+        if not wait_for("the new calls", lambda: marked("rec1", sids), 20):
+            problems.append("new calls were not synchronized by the daemon")
+        say("the new calls are marked S")
+        recover_missing_file("rec2")
+        say("the operator restores /calls/lost/rec2-missing.wav on rec2, then:")
+        synchrod("retry", "--source", "rec2", "--sid", "rec2-broken-missing")
+        if not wait_for("the retried call", lambda: marked("rec2", ["rec2-broken-missing"]), 20):
+            problems.append("the retried call was not synchronized")
+        say("rec2-broken-missing is marked S")
+        synchrod("status")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+    say(f"$ kill -TERM <daemon>   (exit status {rc})")
+    if rc != 0:
+        problems.append(f"the daemon exited with {rc} on SIGTERM")
+    say("daemon log (idle cycles left out):")
+    for line in DAEMON_LOG.read_text().splitlines():
+        if "state=idle" not in line:
+            say("    " + line)
+    return problems
+
+
 # --- report ----------------------------------------------------------------------
 
 def q(dsn: str, sql: str, *params):
@@ -443,6 +523,8 @@ def main() -> int:
         synchrod("once", "--until-idle")
 
         problems = report(dsns)
+        heading("the daemon: synchrod run, run-now, retry, status, SIGTERM")
+        problems += daemon_phase(dsns)
         heading("result")
         if problems:
             say("PROBLEMS:")
