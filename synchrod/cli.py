@@ -23,7 +23,10 @@ def _parser() -> argparse.ArgumentParser:
                                                   "or /etc/synchrod/synchrod.yaml)")
         return p
 
-    cmd("run", "run the daemon in the foreground")
+    p = cmd("run", "run the daemon in the foreground")
+    p.add_argument("--ready-file", metavar="FILE",
+                   help="write the daemon's pid to FILE once it is ready (what sd_notify READY=1 "
+                        "tells systemd), remove it at exit; for init scripts without systemd")
     p = cmd("once", "run one cycle for every enabled source and print a summary")
     p.add_argument("--source", help="only this source")
     p.add_argument("--until-idle", action="store_true", help="cycle back to back until nothing is left")

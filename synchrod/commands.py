@@ -136,7 +136,8 @@ async def run(cfg: Config, args) -> int:
         log.info("stopped_before_start")
         await engine.close()
         return exits.OK
-    return await Daemon(cfg, engine).run(reload_first=signal.SIGHUP in early)
+    return await Daemon(cfg, engine, ready_file=args.ready_file).run(
+        reload_first=signal.SIGHUP in early)
 
 
 async def status(cfg: Config | None, args, dsn: str | None = None,

@@ -41,8 +41,9 @@ def _now() -> dt.datetime:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, engine: Engine):
+    def __init__(self, cfg: Config, engine: Engine, ready_file: str | None = None):
         self.path = cfg.path
+        self.ready_file = ready_file
         self.engine = engine
         self.control = Control()
         self.notifier = Notifier()
@@ -95,6 +96,7 @@ class Daemon:
                  sources=[s.sysname for s in cfg.sources], target=cfg.target.sysname)
         self.state = "running"
         self.notifier.ready(self.status_line())
+        self._write_ready_file()
         cycles = asyncio.create_task(run_forever(self.engine, self.control, self.ownership))
         stopping = asyncio.create_task(self.control.stop.wait())
         rc = exits.OK
@@ -113,6 +115,7 @@ class Daemon:
             self.watcher.stop()
             await self.ownership.execute(daemons.FORGET, self.engine.daemon_name)
             await self.ownership.close()
+            self._remove_ready_file()
             hung = self.engine.busy_sources()
             await self.engine.close()
         log.info("stopped", hung_sources=hung or None)
@@ -138,8 +141,30 @@ class Daemon:
     async def _forcer(self) -> None:
         await self._force.wait()
         log.warning("forced_exit", signal=signal.Signals(self._forced).name)
+        self._remove_ready_file()
         _flush()
         os._exit(FORCED_EXIT + self._forced)
+
+    def _write_ready_file(self) -> None:
+        if not self.ready_file:
+            return
+        tmp = f"{self.ready_file}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(f"{os.getpid()}\n")
+            os.replace(tmp, self.ready_file)
+        except OSError as exc:
+            log.error("ready_file_failed", path=self.ready_file, error=exc.strerror)
+
+    def _remove_ready_file(self) -> None:
+        if not self.ready_file:
+            return
+        try:
+            with open(self.ready_file) as fh:
+                if fh.read().strip() == str(os.getpid()):
+                    os.unlink(self.ready_file)
+        except OSError:
+            pass
 
     # --- configuration ------------------------------------------------------------------
     async def _reloader(self) -> None:

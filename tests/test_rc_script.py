@@ -18,21 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from _daemon import wait_until
 from conftest import REPO, call
 
 SCRIPT = REPO / "scripts" / "rc.callrec_synchro"
 BIN_DIR = os.path.dirname(sys.executable)   # the venv's bin: python and synchrod
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def cmdline(pid: int) -> list[str]:
@@ -184,7 +174,10 @@ def test_start_status_and_double_start(rc):
     pid = rc.start()
     assert rc.pidfile_pid() == pid
     args = cmdline(pid)
-    assert args[1:] == [os.path.join(BIN_DIR, "synchrod"), "run", "-c", str(rc.env.config_path)]
+    assert args[1:] == [os.path.join(BIN_DIR, "synchrod"), "run", "-c", str(rc.env.config_path),
+                        "--ready-file", str(rc.rundir / "synchrod.ready")]
+    # ready means the daemon said so: its ready file holds its pid
+    assert (rc.rundir / "synchrod.ready").read_text().strip() == str(pid)
     assert Path(f"/proc/{pid}/cwd").resolve() == Path("/")
     # its own session: a hangup of the caller's terminal does not reach it
     assert os.getsid(pid) == pid
@@ -328,16 +321,17 @@ def test_start_fails_when_the_daemon_exits(rc, env):
 
 def test_stop_kills_a_daemon_that_ignores_sigterm(rc, tmp_path):
     """After SYNCHROD_STOP_TIMEOUT seconds, SIGKILL (a stand-in program called
-    synchrod that ignores SIGTERM and handles SIGHUP)."""
+    synchrod that says it is ready, then ignores SIGTERM)."""
     fake = tmp_path / "bin" / "synchrod"
     fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\ntrap '' TERM\ntrap 'echo hup' HUP\n"
+    fake.write_text("#!/bin/sh\ntrap '' TERM\n"
+                    'while [ $# -gt 0 ]; do [ "$1" = --ready-file ] && echo $$ >"$2"; shift; done\n'
                     "while :; do sleep 0.1; done\n")
     fake.chmod(0o755)
     fake_env = {"PATH": f"{fake.parent}{os.pathsep}{rc.environ['PATH']}",
                 "SYNCHROD_STOP_TIMEOUT": "1"}
     proc = rc("start", extra_env=fake_env)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0 and "not ready" not in proc.stderr, proc.stderr
     pid = rc.pidfile_pid()
     assert cmdline(pid)[1:3] == [str(fake), "run"]
     t0 = time.monotonic()

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from _procs import child_env, daemons, status_json, synchrod, wait_until  # noqa: F401
+import _daemon
+from _daemon import child_env, status_json, synchrod, wait_until
 from conftest import REPO, SYNCHROD, call
 from invariants import assert_consistent, assert_media_matches_winner
+
+daemons = _daemon.daemons   # the fixture (bound, not imported: no unused-import warning)
 
 
 def _configure(env, **synchro) -> None:
