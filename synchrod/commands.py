@@ -105,11 +105,18 @@ async def check(cfg: Config, args) -> int:
     return exits.OK if all(line.ok for line in lines) else exits.FAILED
 
 
-async def init_db(cfg: Config, args) -> int:
+async def _connect_target(dsn: str, command: str):
+    """The replay database, or None after saying why it cannot be reached."""
     try:
-        conn = await connect(cfg.target.database, application_name="synchrod:init-db")
+        return await connect(dsn, application_name=f"synchrod:{command}")
     except UNREACHABLE as exc:
         print(f"synchrod: target database unreachable: {redact(str(exc))}", file=sys.stderr)
+        return None
+
+
+async def init_db(cfg: Config, args) -> int:
+    conn = await _connect_target(cfg.target.database, "init-db")
+    if conn is None:
         return exits.UNAVAILABLE
     try:
         applied = await migrate(conn)
@@ -146,16 +153,17 @@ async def status(cfg: Config | None, args, dsn: str | None = None,
     configuration they had, and this shows them (and the file's error)."""
     dsn = cfg.target.database if cfg is not None else dsn
     while True:
+        conn = await _connect_target(dsn, "status")
+        if conn is None:
+            return exits.UNAVAILABLE
         try:
-            conn = await connect(dsn, application_name="synchrod:status")
-            try:
-                report = await status_report.gather(cfg, conn)
-            finally:
-                await conn.close()
-            report["config_file_error"] = config_error
+            report = await status_report.gather(cfg, conn)
         except UNREACHABLE as exc:
             print(f"synchrod: target database unreachable: {redact(str(exc))}", file=sys.stderr)
             return exits.UNAVAILABLE
+        finally:
+            await conn.close()
+        report["config_file_error"] = config_error
         if args.json:
             print(json.dumps(report, indent=2, default=str))
         else:
@@ -178,10 +186,8 @@ def _known_source(cfg: Config, name: str | None) -> bool:
 async def run_now(cfg: Config, args) -> int:
     if not _known_source(cfg, args.source):
         return exits.USAGE
-    try:
-        conn = await connect(cfg.target.database, application_name="synchrod:run-now")
-    except UNREACHABLE as exc:
-        print(f"synchrod: target database unreachable: {redact(str(exc))}", file=sys.stderr)
+    conn = await _connect_target(cfg.target.database, "run-now")
+    if conn is None:
         return exits.UNAVAILABLE
     try:
         listening = await notify_run_now(conn, args.source or "")
@@ -200,10 +206,8 @@ async def retry(cfg: Config, args) -> int:
         return exits.USAGE
     src = next(s for s in cfg.sources if s.sysname == args.source)
     sids = args.sid or None
-    try:
-        tconn = await connect(cfg.target.database, application_name="synchrod:retry")
-    except UNREACHABLE as exc:
-        print(f"synchrod: target database unreachable: {redact(str(exc))}", file=sys.stderr)
+    tconn = await _connect_target(cfg.target.database, "retry")
+    if tconn is None:
         return exits.UNAVAILABLE
     try:
         # attempts first: an E call cleared while its exhausted attempt count
