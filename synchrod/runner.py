@@ -108,38 +108,33 @@ class Control:
         old, self._changed = self._changed, asyncio.Event()
         old.set()
 
-    async def sleep(self, seconds: float, group: str | None = None) -> bool:
-        """Sleeps until the time is up, stop, or a wake of this group; True
-        when woken early by "run now"."""
-        wake = self._wake[group] if group is not None else self._start
-        waiters = [asyncio.ensure_future(self.stop.wait()), asyncio.ensure_future(wake.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=max(seconds, 0),
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
-        woken = wake.is_set()
-        wake.clear()
-        return woken
+    async def sleep(self, seconds: float) -> bool:
+        """The ``start_at`` wait: until the time, stop, or "run now" (then True)."""
+        woke = await _first_of({"stop": self.stop, "wake": self._start}, seconds)
+        self._start.clear()
+        return woke == "wake"
 
     async def changed_or(self, seconds: float, group: str) -> str:
-        """Waits for a configuration change, a wake, stop, or the time."""
-        changed = self._changed
-        wake = self._wake[group]
-        waiters = {asyncio.ensure_future(self.stop.wait()): "stop",
-                   asyncio.ensure_future(wake.wait()): "wake",
-                   asyncio.ensure_future(changed.wait()): "changed"}
-        try:
-            done, _ = await asyncio.wait(waiters, timeout=max(seconds, 0),
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
-        if wake.is_set():
-            wake.clear()
-            return "wake"
-        return next((waiters[d] for d in done), "time")
+        """Waits for a configuration change, a wake of this group, stop, or
+        the time; says which ("changed", "wake", "stop", "time")."""
+        woke = await _first_of({"stop": self.stop, "wake": self._wake[group],
+                                "changed": self._changed}, seconds)
+        self._wake[group].clear()
+        return woke
+
+
+async def _first_of(events: dict[str, asyncio.Event], seconds: float) -> str:
+    """The name of the first event set within ``seconds`` (a wake wins a tie), or "time"."""
+    waiters = {asyncio.ensure_future(ev.wait()): name for name, ev in events.items()}
+    try:
+        await asyncio.wait(waiters, timeout=max(seconds, 0), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+    for name in ("wake", "stop", "changed"):
+        if name in events and events[name].is_set():
+            return name
+    return "time"
 
 
 async def run_forever(engine: Engine, control: Control,
