@@ -171,13 +171,20 @@ class Daemon:
         while True:
             await self._reload.wait()
             self._reload.clear()
-            await self.reload("signal")
+            await self._reload_guarded("signal")
 
     async def _watch_file(self) -> None:
         async for _ in self.watcher.changes():
             digest = content_digest(self.path)
             if digest is not None and digest != self.config_seen:
-                await self.reload("file changed")
+                await self._reload_guarded("file changed")
+
+    async def _reload_guarded(self, reason: str) -> None:
+        try:
+            await self.reload(reason)
+        except Exception:  # noqa: BLE001 - a failed reload must not end reloading
+            log.exception("config_reload_crashed", reason=reason)
+            self.notifier.ready(self.status_line())
 
     async def reload(self, reason: str) -> bool:
         self.notifier.reloading()
@@ -262,20 +269,27 @@ class Daemon:
         last, last_at = None, 0.0
         loop = asyncio.get_running_loop()
         while True:
-            snap = self.snapshot()
-            if snap != last or loop.time() - last_at >= PUBLISH_HEARTBEAT:
-                published = []
-
-                def args():  # made on the live connection: ownership may just have been lost
-                    published.append(self.snapshot())
-                    return daemons.publish_args(published[0])
-                await self.ownership.execute(daemons.PUBLISH, args)
-                last, last_at = (published[0] if published else None), loop.time()
+            try:
+                last, last_at = await self._publish_if_changed(last, last_at, loop)
+            except Exception:  # noqa: BLE001 - e.g. a statement time-out: try again later
+                log.exception("publish_failed")
             line = self.status_line()
             if line != self._status_line:
                 self.notifier.status(line)
                 self._status_line = line
             await asyncio.sleep(PUBLISH_POLL)
+
+    async def _publish_if_changed(self, last: dict | None, last_at: float, loop):
+        """Writes the daemon's row when its state changed, or as a heartbeat."""
+        if self.snapshot() == last and loop.time() - last_at < PUBLISH_HEARTBEAT:
+            return last, last_at
+        published = []
+
+        def args():  # made on the live connection: ownership may just have been lost
+            published.append(self.snapshot())
+            return daemons.publish_args(published[0])
+        await self.ownership.execute(daemons.PUBLISH, args)
+        return (published[0] if published else None), loop.time()
 
 
 def _flush() -> None:

@@ -152,16 +152,18 @@ async def run_forever(engine: Engine, control: Control,
     tasks: dict[str, asyncio.Task] = {}
     try:
         while not control.stop.is_set():
+            for g, t in list(tasks.items()):  # a group removed, maybe added back since
+                if t.done():
+                    tasks.pop(g)
             groups = {s.group for s in engine.config.sources}
             for g in sorted(groups - tasks.keys()):
                 tasks[g] = asyncio.create_task(_group_loop(engine, g, control, ownership),
                                                name=f"group-{g}")
-            for g, t in list(tasks.items()):
-                if t.done():
-                    tasks.pop(g)
-                    if not t.cancelled() and t.exception() is not None:
-                        log.error("group_loop_failed", group=g, error=repr(t.exception()))
             await control.changed_or(3600, "")
+    except asyncio.CancelledError:
+        for t in tasks.values():  # the stop time-out: abandon the calls in hand
+            t.cancel()
+        raise
     finally:
         if tasks:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
@@ -174,20 +176,28 @@ async def _group_loop(engine: Engine, group: str, control: Control,
         if not members:
             return
         if engine.config.synchro.enabled:
-            enabled = [s.sysname for s in members if s.enabled]
-            owned = set(enabled) if ownership is None else await ownership.claim(enabled)
-            for src in members:
-                rt = engine.sources.get(src.sysname)
-                if rt is None or control.stop.is_set():
-                    continue
-                if not src.enabled:
-                    rt.state = "disabled"
-                elif src.sysname not in owned:
-                    rt.state = "standby"
-                else:
-                    await run_cycle(engine, rt, stop=control.stop,
-                                    still_owner=ownership.owns if ownership is not None else None)
+            try:
+                await _group_round(engine, members, control, ownership)
+            except Exception:  # noqa: BLE001 - the group goes on at its next period
+                log.exception("group_round_failed", group=group)
         await _idle(engine, group, control)
+
+
+async def _group_round(engine: Engine, members, control: Control,
+                       ownership: Ownership | None) -> None:
+    enabled = [s.sysname for s in members if s.enabled]
+    owned = set(enabled) if ownership is None else await ownership.claim(enabled)
+    for src in members:
+        rt = engine.sources.get(src.sysname)
+        if rt is None or control.stop.is_set():
+            continue
+        if not src.enabled:
+            rt.state = "disabled"
+        elif src.sysname not in owned:
+            rt.state = "standby"
+        else:
+            await run_cycle(engine, rt, stop=control.stop,
+                            still_owner=ownership.owns if ownership is not None else None)
 
 
 async def _idle(engine: Engine, group: str, control: Control) -> None:

@@ -192,3 +192,24 @@ def test_one_cycle_event_per_source_per_cycle_and_no_password(env, daemons):
     assert "Sekr1tCanary" not in d.log_text()
     assert "Sekr1tCanary" not in status.stdout + status.stderr
     assert "Sekr1tCanary" not in "".join(d.messages)
+
+
+def test_a_source_removed_then_added_back_is_synchronized_again(env, daemons):
+    """Its group's loop ends when the group disappears; a new one starts when
+    it comes back, whenever that is."""
+    env.write_config(logging={"level": "info", "format": "json"})
+    d = daemons(notify=True)
+    d.wait_notify("READY=1")
+    full = yaml.safe_load(yaml.safe_dump(env.raw))
+    without = yaml.safe_load(yaml.safe_dump(env.raw))
+    without["sources"] = without["sources"][:1]
+    replace_config(env, without)
+    d.wait_event("config_reloaded", removed=["rec2"])
+    time.sleep(2.5)      # rec2's group loop wakes, finds no member and ends
+    env.add_calls(1, [call("back1")])
+    time.sleep(1.5)
+    assert env.marks(1)["back1"] is None
+    replace_config(env, full)
+    d.wait_event("config_reloaded", added=["rec2"])
+    wait_marks(env, 1, ["back1"], timeout=15)
+    assert d.stop() == 0
