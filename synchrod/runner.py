@@ -98,11 +98,8 @@ class Control:
     def run_now(self, group: str | None = None) -> None:
         """Skips the current sleep of one group, or of all."""
         self._start.set()
-        for g, ev in list(self._wake.items()):
-            if group is None or g == group:
-                ev.set()
-        if group is not None:
-            self._wake[group].set()
+        for ev in (self._wake.values() if group is None else [self._wake[group]]):
+            ev.set()
 
     def config_changed(self) -> None:
         old, self._changed = self._changed, asyncio.Event()

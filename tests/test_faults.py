@@ -79,6 +79,17 @@ def _by_name(status: dict) -> dict[str, dict]:
     return {s["sysname"]: s for s in status.get("sources", [])}
 
 
+def _calls_with_rec1_held(env, tmp_path):
+    """Four calls on rec1, three on rec2, and the environment that holds
+    rec1's media reads until the returned release file exists."""
+    rec1 = [f"a{i}" for i in range(4)]
+    rec2 = [f"b{i}" for i in range(3)]
+    env.add_calls(0, [call(s, minutes_ago=90 - i) for i, s in enumerate(rec1)])
+    env.add_calls(1, [call(s, minutes_ago=90 - i) for i, s in enumerate(rec2)])
+    release, fault = hang_fault(tmp_path)
+    return rec1, rec2, release, fault
+
+
 # --- a recorder's database stopped in the middle of a cycle ----------------------------
 
 @pytest.mark.slow
@@ -96,11 +107,7 @@ def test_recorder_database_stopped_mid_cycle(env, tmp_path):
         env.raw["sources"][0]["database"] = rec1_dsn
         _configure(env)
 
-        rec1 = [f"a{i}" for i in range(4)]
-        rec2 = [f"b{i}" for i in range(3)]
-        env.add_calls(0, [call(s, minutes_ago=90 - i) for i, s in enumerate(rec1)])
-        env.add_calls(1, [call(s, minutes_ago=90 - i) for i, s in enumerate(rec2)])
-        release, fault = hang_fault(tmp_path)
+        rec1, rec2, release, fault = _calls_with_rec1_held(env, tmp_path)
 
         with Daemon(env, extra_env=fault) as d:
             _wait_synced(env, 1, rec2, daemon=d)
@@ -135,11 +142,7 @@ def test_recorder_database_stopped_mid_cycle(env, tmp_path):
 @pytest.mark.slow
 def test_mount_path_disappears_mid_cycle(env, tmp_path):
     _configure(env)
-    rec1 = [f"a{i}" for i in range(4)]
-    rec2 = [f"b{i}" for i in range(3)]
-    env.add_calls(0, [call(s, minutes_ago=90 - i) for i, s in enumerate(rec1)])
-    env.add_calls(1, [call(s, minutes_ago=90 - i) for i, s in enumerate(rec2)])
-    release, fault = hang_fault(tmp_path)
+    rec1, rec2, release, fault = _calls_with_rec1_held(env, tmp_path)
     mount, gone = env.mounts[0], env.mounts[0].with_name("mnt1.gone")
 
     with Daemon(env, extra_env=fault) as d:
