@@ -9,17 +9,15 @@ import sys
 import structlog
 
 from . import exits, logs
+from .actions import SourceUnreachable, retry_calls
 from .check import run_checks
 from .config import Config
-from . import recorder
 from . import status as status_report
 from .dbconn import UNREACHABLE, connect, redact
 from .daemon import Daemon
 from .engine import Engine, SameDatabaseError
 from .ownership import Ownership, notify_run_now
-from .replay import reads
 from .replay.schema import TargetSchemaError, migrate
-from .replay.writes import forget_attempts
 from .runner import run_once
 
 log = structlog.get_logger("synchrod")
@@ -210,20 +208,11 @@ async def retry(cfg: Config, args) -> int:
     if tconn is None:
         return exits.UNAVAILABLE
     try:
-        # attempts first: an E call cleared while its exhausted attempt count
-        # remained would fail straight back to E
-        reset = await forget_attempts(tconn, src.sysname, sids) \
-            if await reads.schema_ready(tconn) else 0
         try:
-            sconn = await connect(src.database, application_name="synchrod:retry")
-        except UNREACHABLE as exc:
-            print(f"synchrod: source {src.sysname} unreachable: {redact(str(exc))}",
-                  file=sys.stderr)
+            reset, cleared = await retry_calls(tconn, src.database, src.sysname, sids)
+        except SourceUnreachable as exc:
+            print(f"synchrod: {exc}", file=sys.stderr)
             return exits.UNAVAILABLE
-        try:
-            cleared = await recorder.clear_erroneous(sconn, sids)
-        finally:
-            await sconn.close()
         listening = await notify_run_now(tconn, src.sysname)
     finally:
         await tconn.close()

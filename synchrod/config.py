@@ -6,6 +6,7 @@ the key path. Nothing here does I/O beyond reading the file.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,8 @@ SCHEMA = Section({
             "name": Field(name),
             "password_hash": Field(text),
         })), list),
+        # cycle history (synchrod.runs) older than this is pruned
+        "history_days": Field(integer(1, 3650), 30),
     }), dict),
     "logging": Field(Section({
         "level": Field(choice("debug", "info", "warning", "error"), "info"),
@@ -166,6 +169,10 @@ class MonitorConfig:
     jwt_secret_file: str
     token_ttl: int
     users: tuple[MonitorUser, ...]
+    history_days: int
+
+    def user(self, name: str) -> MonitorUser | None:
+        return next((u for u in self.users if u.name == name), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +230,32 @@ def _check_rules(data: dict[str, Any]) -> None:
                 raise ConfigError(f"{key}.additional_paths[{i}].path",
                                   f"duplicates {seen_paths[p['path']]}")
             seen_paths[p["path"]] = f"{key}.additional_paths[{i}].path"
+    _check_monitor(data["monitor"])
+
+
+def _check_monitor(mon: dict[str, Any]) -> None:
+    names: set[str] = set()
+    for i, user in enumerate(mon["users"]):
+        if user["name"] in names:
+            raise ConfigError(f"monitor.users[{i}].name", f"{user['name']!r} is listed twice")
+        names.add(user["name"])
+        if not user["password_hash"].startswith("scrypt$"):
+            raise ConfigError(f"monitor.users[{i}].password_hash",
+                              "must be a hash printed by `synchrod passwd`")
+    # actions need a login; an open port with nobody able to log in is a mistake
+    if mon["enabled"] and not mon["users"] and not is_loopback(mon["listen"]):
+        raise ConfigError("monitor.listen", f"{mon['listen']} is not a loopback address: "
+                                            "listening there needs monitor.users")
+
+
+def is_loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def from_dict(raw: Any, path: str | None = None) -> Config:
@@ -242,7 +275,7 @@ def from_dict(raw: Any, path: str | None = None) -> Config:
         target=TargetConfig(t["sysname"], t["database"], audio, video),
         sources=tuple(SourceConfig(**src) for src in data["sources"]),
         monitor=MonitorConfig(m["enabled"], m["listen"], m["jwt_secret_file"], m["token_ttl"],
-                              tuple(MonitorUser(**u) for u in m["users"])),
+                              tuple(MonitorUser(**u) for u in m["users"]), m["history_days"]),
         logging=LoggingConfig(**lg),
     )
 

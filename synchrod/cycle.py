@@ -22,7 +22,7 @@ from .core.model import SourceCouple
 from .core.plan import decide
 from .dbconn import UNREACHABLE, redact
 from .engine import Engine, MediaStalled, SameDatabaseError, SourceRuntime
-from .replay import journal, reads
+from .replay import history, journal, reads
 from .replay.writes import Committed, Failure, Policy, commit_batch, save_resync_cursor
 from .transfer import Prepared, fill_unknown_sizes, transfer
 
@@ -76,9 +76,12 @@ async def run_cycle(engine: Engine, rt: SourceRuntime, dry_run: bool = False,
         return res
     rt.refresh_pool(engine.config.synchro.copy_workers)
     rt.state = "running"
+    rt.generation += 1
+    started_at = dt.datetime.now(dt.timezone.utc)
+    previous_error = rt.last_error
     try:
-        def keep_going() -> bool:
-            return not (stop is not None and stop.is_set()) and \
+        def keep_going() -> bool:  # paused: the chunk in hand finishes, no new one
+            return not (stop is not None and stop.is_set()) and rt.paused_by is None and \
                 (still_owner is None or still_owner(src.sysname))
         await _cycle(engine, rt, res, dry_run, bound, keep_going)
     except SameDatabaseError as exc:
@@ -99,16 +102,44 @@ async def run_cycle(engine: Engine, rt: SourceRuntime, dry_run: bool = False,
         await rt.drop()
     finally:
         res.seconds = time.monotonic() - t0
-        rt.state = "down" if res.state in ("down", "error") else "waiting"
+        failed = res.state in ("down", "error")
+        rt.state = "down" if failed else "waiting"
         rt.last_error = res.error
         rt.last_cycle_at = dt.datetime.now(dt.timezone.utc)
+        rt.failures_in_row = rt.failures_in_row + 1 if failed else 0
+        if not failed:
+            rt.last_success_at = rt.last_cycle_at
+        rt.last_result = res
+    if not dry_run:
+        await _record_end(engine, rt, res, started_at, previous_error, bound)
     # one event per cycle per source, idle ones included (the daemon's heartbeat)
     bound.log(logging.WARNING if res.error else logging.INFO, "cycle",
               state=res.state, taken=res.taken, synchronized=res.synchronized,
               not_used=res.not_used, erroneous=res.erroneous, failed=res.failed,
               skipped=res.skipped, files=res.files, bytes=res.bytes,
               seconds=round(res.seconds, 3), error=res.error)
+    for listener in engine.cycle_listeners:
+        listener(rt, res)
     return res
+
+
+async def _record_end(engine: Engine, rt: SourceRuntime, res: CycleResult,
+                      started_at: dt.datetime, previous_error: str | None, log) -> None:
+    """History of failed cycles: a run that committed calls keeps its error; a
+    failed cycle without calls is kept when its error is new (a source down
+    for a day is one row, not one per cycle)."""
+    if res.state not in ("down", "error") or not engine.schema_ready \
+            or engine.target_pool is None:
+        return
+    try:
+        async with engine.target_pool.acquire(timeout=5) as tconn:
+            if res.run_id is not None:
+                await history.end_run(tconn, res.run_id, res.state, res.error)
+            elif res.error != previous_error:
+                res.run_id = await history.failed_cycle(tconn, rt.cfg.sysname, engine.daemon_name,
+                                                        started_at, res.state, res.error)
+    except Exception as exc:  # noqa: BLE001 - the replay database may be what failed
+        log.warning("history_not_recorded", error=redact(f"{type(exc).__name__}: {exc}"))
 
 
 async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: bool, log,
@@ -136,9 +167,11 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
                 or (recorder.MINUS_INFINITY, 0)
             retry_due = await reads.retry_due(tconn, src.sysname) if bookkeeping else []
 
+        rt.set_phase("load")
+        earliest = filters.interval_start(src.interval, src.custom_interval_days,
+                                          dt.datetime.now(dt.timezone.utc))
         batch = await recorder.load_batch(
-            conn, earliest=filters.interval_start(src.interval, src.custom_interval_days,
-                                                  dt.datetime.now(dt.timezone.utc)),
+            conn, earliest=earliest,
             only_finished=cfg.synchro.only_finished, only_processed=cfg.synchro.only_processed,
             without_streams=cfg.synchro.synchronize_couples_without_streams,
             excluded=excluded, limit=cfg.synchro.calls_per_period, resync_cursor=cursor,
@@ -147,10 +180,15 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
         res.taken = len(batch)
         if not batch:
             res.state = "idle"
+            if not excluded:  # nothing waits, not even in back-off: no query needed
+                rt.backlog, rt.oldest_pending_at = 0, None
+            else:
+                await _measure_backlog(conn, rt, cfg, earliest)
             if cfg.synchro.synchronize_speech_tags and not dry_run:
                 await sync_speech_tags(tconn, conn, src.sysname, log)
             return
 
+        rt.set_phase("compare")
         prepared = [Prepared(c, filters.taken_files(c.files, src, cfg.synchro.only_processed))
                     for c in batch]
         await fill_unknown_sizes(rt, prepared, cfg.synchro.io_timeout)
@@ -173,6 +211,7 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
                 for chunk in _chunks(prepared, src.copy_files):
                     if not keep_going():
                         break  # stopping or no longer the owner: the chunk in hand finishes
+                    rt.set_phase("copy")
                     moved = await transfer(engine, rt, chunk, current, tconn)
                     if finisher is not None:
                         await finisher
@@ -192,8 +231,14 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
                 await save_resync_cursor(tconn, src.sysname, new_cursor)
         if cfg.synchro.synchronize_speech_tags:
             await sync_speech_tags(tconn, conn, src.sysname, log)
+        await _measure_backlog(conn, rt, cfg, earliest)
 
-    _count(res, committed)
+
+async def _measure_backlog(conn, rt: SourceRuntime, cfg, earliest) -> None:
+    rt.backlog, rt.oldest_pending_at = await recorder.backlog(
+        conn, earliest=earliest, only_finished=cfg.synchro.only_finished,
+        only_processed=cfg.synchro.only_processed,
+        without_streams=cfg.synchro.synchronize_couples_without_streams)
 
 
 PIPELINE_MIN_CHUNK = 50
@@ -224,6 +269,7 @@ async def _finish(rt: SourceRuntime, conn, fconn, policy: Policy, moved, started
         failures = []
         res.error = "mount path became unavailable during the cycle"
     faults.point("after_sync", src.sysname)
+    rt.set_phase("commit")
     try:
         part = await commit_batch(fconn, policy, moved.deliveries, failures, skipped, started_at,
                                   run_id=committed.run_id)
@@ -233,10 +279,12 @@ async def _finish(rt: SourceRuntime, conn, fconn, policy: Policy, moved, started
             media.remove(path)
         raise
     faults.point("after_commit", src.sysname)
+    rt.set_phase("mark")
     await recorder.mark(conn, part.marks)
     faults.point("after_mark", src.sysname)
     await _remove(fconn, part.orphaned + moved.abandoned, part.replaced, log)
     committed.absorb(part)
+    _count(res, committed)  # so far: a later chunk may still fail
 
 
 def _count(res: CycleResult, committed: Committed) -> None:

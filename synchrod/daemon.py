@@ -16,11 +16,14 @@ import sys
 
 import structlog
 
-from . import __version__, exits, logs
+from . import __version__, exits, logs, views
 from .config import Config, ConfigError, load
+from .dbconn import redact
 from .engine import Engine
+from .monitor.auth import SecretError
+from .monitor.server import Monitor
 from .ownership import Ownership
-from .replay import daemons
+from .replay import daemons, history
 from .runner import Control, run_forever
 from .sdnotify import Notifier
 from .watcher import ConfigWatcher, content_digest
@@ -33,7 +36,11 @@ FORCED_EXIT = 128         # + signal number: the shell's convention for "killed 
 
 # Changing these needs a restart: a reload naming them is refused.
 _RESTART_KEYS = (("target.database", lambda c: c.target.database),
-                 ("target.sysname", lambda c: c.target.sysname))
+                 ("target.sysname", lambda c: c.target.sysname),
+                 ("monitor.enabled", lambda c: c.monitor.enabled),
+                 ("monitor.listen", lambda c: c.monitor.listen),
+                 ("monitor.jwt_secret_file", lambda c: c.monitor.jwt_secret_file))
+PRUNE_EVERY = 3600.0      # seconds between prunings of the cycle history
 
 
 def _now() -> dt.datetime:
@@ -49,6 +56,8 @@ class Daemon:
         self.notifier = Notifier()
         self.ownership = Ownership(cfg.target.database, engine.daemon_name, self._run_now)
         self.watcher = ConfigWatcher(cfg.path)
+        self.monitor = Monitor(self) if cfg.monitor.enabled else None
+        self.host, self.pid, self.version = socket.gethostname(), os.getpid(), __version__
         self.state = "starting"
         self.started_at = _now()
         self.config_loaded_at = _now()
@@ -59,6 +68,7 @@ class Daemon:
         self._forced: int | None = None
         self._force = asyncio.Event()
         self._status_line = ""
+        self._reloading = asyncio.Lock()
 
     # --- flags: signal handlers and notifications ---------------------------------------
     def _on_stop_signal(self, signum: int) -> None:
@@ -87,10 +97,20 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
 
         await self.ownership.execute(daemons.FORGET_DEAD)
+        if self.monitor is not None:
+            try:
+                await self.monitor.start()
+            except (OSError, SecretError) as exc:
+                log.error("monitor_failed", listen=self.engine.config.monitor.listen,
+                          error=getattr(exc, "strerror", None) or str(exc))
+                await self.monitor.stop()
+                await self.ownership.close()
+                await self.engine.close()
+                return exits.UNAVAILABLE
         self.watcher.start()
         helpers = [asyncio.create_task(c) for c in (
             self._reloader(), self._watch_file(), self._watchdog(), self._publisher(),
-            self._forcer())]
+            self._forcer(), self._pruner())]
         cfg = self.engine.config
         log.info("started", version=__version__, config=self.path, daemon=self.engine.daemon_name,
                  sources=[s.sysname for s in cfg.sources], target=cfg.target.sysname)
@@ -112,6 +132,8 @@ class Daemon:
             for t in helpers:
                 t.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            if self.monitor is not None:
+                await self.monitor.stop()
             self.watcher.stop()
             await self.ownership.execute(daemons.FORGET, self.engine.daemon_name)
             await self.ownership.close()
@@ -187,6 +209,10 @@ class Daemon:
             self.notifier.ready(self.status_line())
 
     async def reload(self, reason: str) -> bool:
+        async with self._reloading:  # the API, a signal and the watcher may ask at once
+            return await self._reload_now(reason)
+
+    async def _reload_now(self, reason: str) -> bool:
         self.notifier.reloading()
         self.config_seen = content_digest(self.path)
         old = self.engine.config
@@ -216,6 +242,8 @@ class Daemon:
                      disabled=sorted(s.sysname for s in new.sources if not s.enabled) or None,
                      sleep_period=new.synchro.sleep_period)
             ok = True
+        if self.monitor is not None:
+            self.monitor.config_applied(old, self.engine.config, ok)
         self.notifier.ready(self.status_line())
         return ok
 
@@ -226,24 +254,21 @@ class Daemon:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
 
-    def snapshot(self) -> dict:
+    def source_bases(self) -> dict[str, dict]:
+        """Each configured source as the monitor and `synchrod status` show it."""
         held = self.ownership.held
-        sources = {}
-        for s in self.engine.config.sources:
-            rt = self.engine.sources.get(s.sysname)
-            if rt is None:
-                continue
-            sources[s.sysname] = {
-                "state": rt.state, "owned": s.sysname in held, "group": s.group,
-                "last_error": rt.last_error,
-                "last_cycle_at": rt.last_cycle_at.isoformat() if rt.last_cycle_at else None,
-                "stalled_since": rt.stalled_since.isoformat() if rt.stalled_since else None,
-            }
-        return {"name": self.engine.daemon_name, "host": socket.gethostname(), "pid": os.getpid(),
-                "version": __version__, "config_path": self.path,
+        engine = self.engine
+        return {s.sysname: views.source_base(s, engine.sources[s.sysname],
+                                             engine.disabled_by.get(s.sysname),
+                                             s.sysname in held)
+                for s in engine.config.sources if s.sysname in engine.sources}
+
+    def snapshot(self) -> dict:
+        return {"name": self.engine.daemon_name, "host": self.host, "pid": self.pid,
+                "version": self.version, "config_path": self.path,
                 "config_loaded_at": self.config_loaded_at, "config_error": self.config_error,
-                "config_error_at": self.config_error_at, "state": self.state, "sources": sources,
-                "started_at": self.started_at}
+                "config_error_at": self.config_error_at, "state": self.state,
+                "sources": self.source_bases(), "started_at": self.started_at}
 
     def status_line(self) -> str:
         """One line for systemctl status (sd_notify STATUS=)."""
@@ -264,6 +289,20 @@ class Daemon:
         if self.config_error:
             parts.append("config error: " + self.config_error)
         return "; ".join(parts)[:300]
+
+    async def _pruner(self) -> None:
+        """Keeps ``monitor.history_days`` of cycle history."""
+        while True:
+            await asyncio.sleep(60 if self.engine.schema_ready else PRUNE_EVERY)
+            try:
+                async with self.engine.target_pool.acquire(timeout=10) as conn:
+                    pruned = await history.prune(conn, self.engine.config.monitor.history_days)
+                if pruned:
+                    log.info("history_pruned", runs=pruned,
+                             older_than_days=self.engine.config.monitor.history_days)
+            except Exception as exc:  # noqa: BLE001 - tried again at the next period
+                log.warning("history_prune_failed", error=redact(f"{type(exc).__name__}: {exc}"))
+            await asyncio.sleep(PRUNE_EVERY)
 
     async def _publisher(self) -> None:
         last, last_at = None, 0.0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import os
 import socket
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -16,7 +18,7 @@ import structlog
 from . import recorder
 from .config import Config, SourceConfig
 from .dbconn import UNREACHABLE, connect, create_pool, redact
-from .replay import reads, schema
+from .replay import controls, reads, schema
 
 
 log = structlog.get_logger("synchrod.engine")
@@ -45,6 +47,20 @@ class SourceRuntime:
     inflight: set[Future] = field(default_factory=set)
     progress_at: float = 0.0      # monotonic time of the last finished media job
     stalled_since: dt.datetime | None = None
+    # what the monitor shows: the job of this source (SPEC §8)
+    job_id: int = 0               # stable while the daemon runs
+    generation: int = 0           # cycles started
+    phase: str | None = None      # load | compare | copy | commit | mark
+    phase_at: dt.datetime | None = None
+    failures_in_row: int = 0      # consecutive cycles that ended down or error
+    last_success_at: dt.datetime | None = None
+    last_result: object | None = None   # the last cycle.CycleResult
+    backlog: int | None = None    # eligible calls not yet synchronized (None: not known yet)
+    oldest_pending_at: dt.datetime | None = None
+    paused_by: str | None = None  # paused through the API (until resume or restart)
+
+    def set_phase(self, phase: str) -> None:
+        self.phase, self.phase_at = phase, _now()
 
     # --- media I/O off the event loop, with a stall detector -----------------------
     def touch(self) -> None:
@@ -142,8 +158,13 @@ class Engine:
     schema_ready: bool = False    # synchrod's tables exist in the replay database
     sources: dict[str, SourceRuntime] = field(default_factory=dict)
     balance_ledger: dict[str, int] = field(default_factory=dict)
+    # source -> user, sources disabled through the API (synchrod.source_control)
+    disabled_by: dict[str, str] = field(default_factory=dict)
+    # called with (runtime, CycleResult) after every cycle: metrics, live events
+    cycle_listeners: list = field(default_factory=list)
     daemon_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _tasks: set = field(default_factory=set)
+    _job_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     async def open(self, migrate: bool = True) -> None:
         groups = {s.group for s in self.config.sources} or {"default"}
@@ -154,6 +175,8 @@ class Engine:
             if migrate:
                 await schema.migrate(conn)
             self.schema_ready = await reads.schema_ready(conn)
+            if self.schema_ready:
+                self.disabled_by = await controls.disabled(conn)
             self.target_identity = await recorder.identity(conn)
         self.apply_config(self.config)
 
@@ -165,8 +188,9 @@ class Engine:
         for src in config.sources:
             rt = self.sources.get(src.sysname)
             if rt is None:
-                self.sources[src.sysname] = SourceRuntime(src, _media_pool(src.sysname, workers),
-                                                          workers)
+                self.sources[src.sysname] = rt = SourceRuntime(
+                    src, _media_pool(src.sysname, workers), workers)
+                rt.job_id = next(self._job_ids)
             else:
                 if rt.cfg.database != src.database:
                     rt.verified = False
@@ -201,6 +225,20 @@ class Engine:
         found = await asyncio.gather(*(verify(rt) for rt in self.sources.values()
                                        if rt.cfg.enabled))
         return [line for line in found if line]
+
+    async def refresh_disabled(self) -> None:
+        """Re-reads the sources disabled through the API (by any daemon)."""
+        if not self.schema_ready or self.target_pool is None:
+            return
+        try:
+            async with self.target_pool.acquire(timeout=5) as conn:
+                self.disabled_by = await controls.disabled(conn)
+        except Exception as exc:  # noqa: BLE001 - keep the last known; cycles report the fault
+            log.warning("source_control_unreadable", error=redact(f"{type(exc).__name__}: {exc}"))
+
+    def enabled(self, src: SourceConfig) -> bool:
+        """Enabled in the file and not disabled through the API."""
+        return src.enabled and src.sysname not in self.disabled_by
 
     def busy_sources(self) -> list[str]:
         """Sources whose media threads have not returned (a hung mount)."""

@@ -145,3 +145,11 @@ async def write_speech_tags(conn: asyncpg.Connection, master: SpeechTags) -> dic
                 [t for t, _ in add_phrases], [p for _, p in add_phrases])
     return {"inserted": len(add_tags) + len(add_phrases), "updated": len(upd_tags),
             "deleted": len(drop_tags) + len(drop_phrases)}
+
+
+async def backlog(conn: asyncpg.Connection, *, earliest: dt.datetime | None, only_finished: bool,
+                  only_processed: bool, without_streams: bool) -> tuple[int, dt.datetime | None]:
+    """(eligible calls not yet synchronized, start of the oldest of them)."""
+    row = await conn.fetchrow(sql.load("source_backlog.sql"), earliest or MINUS_INFINITY,
+                              only_finished, only_processed, without_streams)
+    return row["backlog"], row["oldest"]

@@ -182,16 +182,21 @@ async def _group_loop(engine: Engine, group: str, control: Control,
 
 async def _group_round(engine: Engine, members, control: Control,
                        ownership: Ownership | None) -> None:
-    enabled = [s.sysname for s in members if s.enabled]
+    await engine.refresh_disabled()
+    enabled = [s.sysname for s in members if engine.enabled(s)]
+    if ownership is not None:  # disabled through the API: another daemon must not take it
+        await ownership.release({s.sysname for s in members} - set(enabled))
     owned = set(enabled) if ownership is None else await ownership.claim(enabled)
     for src in members:
         rt = engine.sources.get(src.sysname)
         if rt is None or control.stop.is_set():
             continue
-        if not src.enabled:
+        if not engine.enabled(src):
             rt.state = "disabled"
         elif src.sysname not in owned:
             rt.state = "standby"
+        elif rt.paused_by is not None:
+            rt.state = "paused"
         else:
             await run_cycle(engine, rt, stop=control.stop,
                             still_owner=ownership.owns if ownership is not None else None)

@@ -7,14 +7,17 @@ from types import SimpleNamespace
 
 import asyncpg
 
+from . import views
 from .config import Config
+from .views import COUNT_KEYS
 from .replay import daemons
 
+# the newest run of each source: one index probe per source, whatever the history
 _LAST_RUNS = """
-SELECT r.source, r.finished_at, r.taken, r.synchronized, r.not_used, r.erroneous, r.failed,
-       r.skipped, r.error
-  FROM (SELECT DISTINCT ON (source) * FROM synchrod.runs WHERE source = ANY($1::text[])
-         ORDER BY source, id DESC) r
+SELECT r.* FROM unnest($1::text[]) AS s(name)
+ CROSS JOIN LATERAL (SELECT source, finished_at, state, taken, synchronized, not_used,
+                            erroneous, failed, skipped, error
+                       FROM synchrod.runs WHERE source = s.name ORDER BY id DESC LIMIT 1) r
 """
 # retrying: failed, waiting for their next try; erroneous: gave up (E or, without
 # mark_erroneous, retried hourly)
@@ -23,7 +26,6 @@ SELECT source, count(*) FILTER (WHERE next_try_at < 'infinity') AS retrying,
        count(*) FILTER (WHERE next_try_at = 'infinity') AS erroneous
   FROM synchrod.attempts WHERE source = ANY($1::text[]) GROUP BY source
 """
-COUNT_KEYS = ("taken", "synchronized", "not_used", "erroneous", "failed", "skipped")
 
 
 def _iso(v) -> str | None:
@@ -32,7 +34,8 @@ def _iso(v) -> str | None:
 
 async def gather(cfg: Config | None, conn: asyncpg.Connection) -> dict:
     """The report; with ``cfg`` None (the file on disk is invalid) the
-    sources are those the live daemons publish."""
+    sources are those the live daemons publish. Sources and jobs are the
+    monitor API's views (``synchrod.views``) of what the owners publish."""
     live = await daemons.live(conn)
     sources_cfg = cfg.sources if cfg is not None else _published_sources(live)
     names = [s.sysname for s in sources_cfg]
@@ -44,33 +47,36 @@ async def gather(cfg: Config | None, conn: asyncpg.Connection) -> dict:
         for name, st in d["sources"].items():
             if st.get("owned"):
                 owner_of[name] = d
-    sources = []
+    now = dt.datetime.now(dt.timezone.utc)
+    sources, jobs = [], []
     for s in sources_cfg:
         run, att, owner = last.get(s.sysname), attempts.get(s.sysname), owner_of.get(s.sysname)
-        published = owner["sources"][s.sysname] if owner else {}
-        if not s.enabled:
-            state = "disabled"
-        elif owner is not None:
-            state = published.get("state", "waiting")
-        elif live:
-            state = "standby" if any(s.sysname in d["sources"] for d in live) else "unowned"
-        else:
-            state = "unowned"
-        sources.append({
-            "sysname": s.sysname, "enabled": s.enabled, "group": s.group, "state": state,
-            "owner": owner["name"] if owner else None,
-            "stalled": bool(published.get("stalled_since")),
-            "stalled_since": published.get("stalled_since"),
-            "last_error": published.get("last_error") if owner else (run["error"] if run else None),
-            "last_cycle_at": published.get("last_cycle_at") or (_iso(run["finished_at"]) if run else None),
-            "last_counts": {k: run[k] for k in COUNT_KEYS} if run else None,
-            "retrying": att["retrying"] if att else 0,
-            "erroneous": att["erroneous"] if att else 0,
-        })
+        base = owner["sources"][s.sysname] if owner else _unowned_base(s, run)
+        retrying, erroneous = (att["retrying"], att["erroneous"]) if att else (0, 0)
+        view = views.source_view(s.sysname, base, now, owner["name"] if owner else None,
+                                 retrying, erroneous)
+        if view["state"] == "standby" and not any(s.sysname in d["sources"] for d in live):
+            view["state"] = "unowned"  # no running daemon has it in its configuration
+        sources.append(view)
+        jobs.append(views.job_view(s.sysname, base, owner["name"] if owner else None))
     return {
         "daemons": [{k: _iso(v) for k, v in d.items() if k != "sources"} for d in live],
         "sources": sources,
+        "jobs": jobs,
     }
+
+
+def _unowned_base(s, run) -> dict:
+    """A source no live daemon works: what the history says of it."""
+    counts = {k: run[k] for k in COUNT_KEYS} if run else None
+    return {"group": s.group, "enabled": s.enabled, "owned": False, "state": "waiting",
+            "paused_by": None, "disabled_by": None if s.enabled else "config",
+            "stalled_since": None, "backlog": None, "oldest_pending_at": None,
+            "last_cycle_at": _iso(run["finished_at"]) if run else None, "last_success_at": None,
+            "last_error": run["error"] if run else None, "last_counts": counts,
+            "last_state": run["state"] if run else None,
+            "job": {"id": 0, "generation": 0, "phase": None, "phase_at": None,
+                    "failures_in_row": 0}}
 
 
 def _published_sources(live: list[dict]) -> list[SimpleNamespace]:
@@ -80,6 +86,22 @@ def _published_sources(live: list[dict]) -> list[SimpleNamespace]:
             seen.setdefault(name, SimpleNamespace(sysname=name, group=st.get("group"),
                                                   enabled=st.get("state") != "disabled"))
     return [seen[n] for n in sorted(seen)]
+
+
+def _table(rows: list[tuple]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _lag(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def render(report: dict) -> str:
@@ -93,19 +115,27 @@ def render(report: dict) -> str:
                      f"since {d['started_at']}) config {d['config_path']}")
         if d.get("config_error"):
             lines.append(f"  CONFIG ERROR (running configuration kept): {d['config_error']}")
-    head = ("source", "state", "owner", "last cycle", "S", "N", "E", "failed", "retrying",
-            "erroneous")
-    rows = [head]
+    rows = [("source", "state", "owner", "backlog", "lag", "last cycle", "S", "N", "E", "failed",
+             "retrying", "erroneous")]
     for s in report["sources"]:
         c = s["last_counts"] or {}
         rows.append((s["sysname"], s["state"] + (" (stalled)" if s["stalled"] else ""),
-                     s["owner"] or "-", s["last_cycle_at"] or "never",
+                     s["owner"] or "-", "-" if s["backlog"] is None else str(s["backlog"]),
+                     _lag(s["lag_seconds"]), s["last_cycle_at"] or "never",
                      str(c.get("synchronized", 0)), str(c.get("not_used", 0)),
                      str(c.get("erroneous", 0)), str(c.get("failed", 0)), str(s["retrying"]),
                      str(s["erroneous"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines += _table(rows)
     for s in report["sources"]:
         if s["last_error"]:
             lines.append(f"{s['sysname']}: {s['last_error']}")
+    if report.get("jobs"):
+        lines.append("")
+        jobs = [("ID", "Source", "Generation", "State", "Attempt", "Type", "Status", "Timestamp",
+                 "Comment")]
+        for j in report["jobs"]:
+            jobs.append((str(j["id"]), j["source"], str(j["generation"]), j["state"],
+                         str(j["attempt"]), j["type"] or "-", j["status"],
+                         (j["timestamp"] or "-")[:19], j["comment"]))
+        lines += _table(jobs)
     return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""What an operator can ask of the daemon: pause, resume, disable, enable,
+run or retry a source, reload the configuration, stop (the monitor API's
+actions). ``retry_calls`` is shared with ``synchrod retry``."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+import structlog
+
+from . import recorder
+from .dbconn import UNREACHABLE, connect, redact
+from .ownership import notify_run_now
+from .replay import controls, reads
+from .replay.writes import forget_attempts
+
+log = structlog.get_logger("synchrod.actions")
+
+
+class ActionRefused(Exception):
+    """``status`` is the HTTP status that says why (404, 409, 503)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class SourceUnreachable(Exception):
+    pass
+
+
+async def retry_calls(tconn: asyncpg.Connection, source_dsn: str, source: str,
+                      sids: Sequence[str] | None) -> tuple[int, int]:
+    """Forgets the failure records, then clears the E marks (in that order: an
+    E call cleared while its exhausted attempt count remained would fail
+    straight back to E). Returns (records reset, marks cleared)."""
+    reset = await forget_attempts(tconn, source, sids) if await reads.schema_ready(tconn) else 0
+    try:
+        sconn = await connect(source_dsn, application_name="synchrod:retry")
+    except UNREACHABLE as exc:
+        raise SourceUnreachable(f"source {source} unreachable: {redact(str(exc))}") from None
+    try:
+        cleared = await recorder.clear_erroneous(sconn, sids)
+    finally:
+        await sconn.close()
+    return reset, cleared
+
+
+class Actions:
+    def __init__(self, daemon, db):
+        self.daemon = daemon
+        self.db = db        # async context manager: a connection to the replay database
+
+    @property
+    def engine(self):
+        return self.daemon.engine
+
+    async def source(self, action: str, sysname: str, user: str) -> str:
+        src = next((s for s in self.engine.config.sources if s.sysname == sysname), None)
+        rt = self.engine.sources.get(sysname)
+        if src is None or rt is None:
+            raise ActionRefused(404, "no such source")
+        return await getattr(self, f"_{action}")(src, rt, user)
+
+    async def _pause(self, src, rt, user: str) -> str:
+        if rt.paused_by is not None:
+            return f"{src.sysname} was already paused by {rt.paused_by}"
+        rt.paused_by = user
+        return (f"{src.sysname} paused: the calls in hand finish, no new ones are taken "
+                "until resume (or a restart of the daemon)")
+
+    async def _resume(self, src, rt, user: str) -> str:
+        if rt.paused_by is None:
+            return f"{src.sysname} was not paused"
+        rt.paused_by = None
+        if rt.state == "paused":
+            rt.state = "waiting"
+        self.daemon.control.run_now(src.group)
+        return f"{src.sysname} resumed"
+
+    async def _disable(self, src, rt, user: str) -> str:
+        if not src.enabled:
+            return f"{src.sysname} is already disabled in the configuration file"
+        async with self.db() as conn:
+            await controls.disable(conn, src.sysname, user)
+        self.engine.disabled_by[src.sysname] = user
+        await self.daemon.ownership.release({src.sysname})
+        if rt.state != "running":
+            rt.state = "disabled"
+        return f"{src.sysname} disabled for every daemon until enabled again"
+
+    async def _enable(self, src, rt, user: str) -> str:
+        if not src.enabled:
+            raise ActionRefused(409, f"{src.sysname} is disabled in the configuration file "
+                                     f"({self.daemon.path}): set enabled: true there")
+        async with self.db() as conn:
+            await controls.enable(conn, src.sysname)
+        was = self.engine.disabled_by.pop(src.sysname, None)
+        if rt.state == "disabled":
+            rt.state = "waiting"
+        await self._wake(src)
+        return f"{src.sysname} enabled" if was else f"{src.sysname} was not disabled"
+
+    async def _run(self, src, rt, user: str) -> str:
+        self._runnable(src, rt)
+        return await self._wake(src)
+
+    async def _retry(self, src, rt, user: str) -> str:
+        async with self.db() as conn:
+            try:
+                reset, cleared = await retry_calls(conn, src.database, src.sysname, None)
+            except SourceUnreachable as exc:
+                raise ActionRefused(503, str(exc)) from None
+        log.info("retry", source=src.sysname, user=user, cleared=cleared, reset=reset)
+        woke = ""
+        if self.engine.enabled(src) and rt.paused_by is None:
+            woke = "; " + await self._wake(src)
+        return f"{src.sysname}: cleared {cleared} E mark(s), reset {reset} failure record(s){woke}"
+
+    def _runnable(self, src, rt) -> None:
+        if not self.engine.enabled(src):
+            raise ActionRefused(409, f"{src.sysname} is disabled: enable it first")
+        if rt.paused_by is not None:
+            raise ActionRefused(409, f"{src.sysname} is paused: resume it first")
+
+    async def _wake(self, src) -> str:
+        if src.sysname in self.daemon.ownership.held:
+            self.daemon.control.run_now(src.group)
+            return f"{src.sysname} runs now"
+        async with self.db() as conn:  # worked by another daemon: ask it
+            listening = await notify_run_now(conn, src.sysname)
+        return (f"asked {listening} daemon(s) to run {src.sysname} now" if listening
+                else f"no daemon works {src.sysname} now")
+
+    async def reload(self) -> tuple[bool, str | None]:
+        ok = await self.daemon.reload("api")
+        return ok, None if ok else self.daemon.config_error
+
+    def shutdown(self) -> None:
+        self.daemon.control.stop.set()

@@ -1,0 +1,186 @@
+"""The JSON API under /api/v1/ (contract: openapi.yaml beside this file)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import structlog
+from aiohttp import web
+
+from ..actions import ActionRefused
+from ..replay import history
+from .auth import Unauthorized, check_password
+
+log = structlog.get_logger("synchrod.monitor")
+
+ACTIONS = ("pause", "resume", "enable", "disable", "run", "retry")
+_MAX_INT = 2 ** 63 - 1
+
+
+def json_response(data, status: int = 200, headers=None) -> web.Response:
+    return web.Response(text=json.dumps(data, separators=(",", ":"), default=str), status=status,
+                        content_type="application/json", headers=headers)
+
+
+def error(status: int, message: str, headers=None) -> web.Response:
+    return json_response({"error": message}, status, headers)
+
+
+def _int_param(request: web.Request, name: str, default: int | None, lo: int, hi: int):
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"{name} must be an integer"}),
+                                 content_type="application/json") from None
+    if not lo <= value <= hi:
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"{name} must be {lo}..{hi}"}),
+                                 content_type="application/json")
+    return value
+
+
+class Api:
+    def __init__(self, monitor):
+        self.m = monitor
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/v1/status", self.status),
+            web.get("/api/v1/sources", self.sources),
+            web.get("/api/v1/sources/{sysname}", self.source),
+            web.get("/api/v1/jobs", self.jobs),
+            web.get("/api/v1/runs", self.runs),
+            web.get("/api/v1/runs/{id}", self.run),
+            web.get("/api/v1/events", self.events),
+            web.get("/api/v1/openapi.json", self.openapi),
+            web.post("/api/v1/login", self.login),
+            web.post("/api/v1/logout", self.logout),
+            web.post("/api/v1/sources/{sysname}/{action}", self.source_action),
+            web.post("/api/v1/reload", self.reload),
+            web.post("/api/v1/shutdown", self.shutdown),
+        ]
+
+    # --- reads ---------------------------------------------------------------------
+    async def status(self, request: web.Request) -> web.Response:
+        return json_response(self.m.board.status())
+
+    async def sources(self, request: web.Request) -> web.Response:
+        return json_response({"sources": self.m.board.sources()})
+
+    async def source(self, request: web.Request) -> web.Response:
+        view = self._source_view(request.match_info["sysname"])
+        return json_response(view) if view else error(404, "no such source")
+
+    def _source_view(self, sysname: str) -> dict | None:
+        base = self.m.board.bases().get(sysname)
+        if base is None:
+            return None
+        return self.m.board.source(sysname, base, dt.datetime.now(dt.timezone.utc))
+
+    async def jobs(self, request: web.Request) -> web.Response:
+        return json_response({"jobs": self.m.board.jobs()})
+
+    async def runs(self, request: web.Request) -> web.Response:
+        limit = _int_param(request, "limit", 50, 1, 500)
+        before = _int_param(request, "before", None, 1, _MAX_INT)
+        source = request.query.get("source") or None
+        async with self.m.db() as conn:
+            page, next_before = await history.runs(conn, source, before, limit)
+        return json_response({"runs": page, "next_before": next_before})
+
+    async def run(self, request: web.Request) -> web.Response:
+        try:
+            run_id = int(request.match_info["id"])
+        except ValueError:
+            return error(400, "the run id must be an integer")
+        if not 1 <= run_id <= _MAX_INT:
+            return error(404, "no such run")
+        after = _int_param(request, "after", 0, 0, _MAX_INT)
+        limit = _int_param(request, "limit", 1000, 1, 5000)
+        async with self.m.db() as conn:
+            found = await history.run(conn, run_id, after, limit)
+        if found is None:
+            return error(404, "no such run")
+        run, calls, next_after = found
+        return json_response({"run": run, "calls": calls, "next_after": next_after})
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        return await self.m.hub.stream(request, ("snapshot", self.m.board.status()))
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.m.openapi_json, content_type="application/json")
+
+    # --- authentication -----------------------------------------------------------------
+    async def login(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return error(400, "the body must be JSON: {\"username\": ..., \"password\": ...}")
+        if not isinstance(body, dict) or not isinstance(body.get("username"), str) \
+                or not isinstance(body.get("password"), str):
+            return error(400, "username and password (strings) are required")
+        user, password = body["username"], body["password"]
+        keys = (f"addr:{request.remote}", f"user:{user}")
+        wait = self.m.limiter.retry_after(*keys)
+        if wait is not None:
+            log.warning("login_rate_limited", user=user, remote=request.remote)
+            return error(429, f"too many failed logins: try again in {wait} s",
+                         {"Retry-After": str(wait)})
+        cfg = self.m.config.monitor
+        known = cfg.user(user)
+        if not await check_password(password, known.password_hash if known else None):
+            self.m.limiter.failed(*keys)
+            log.warning("login_failed", user=user, remote=request.remote)
+            return error(401, "wrong user name or password")
+        self.m.limiter.succeeded(*keys)
+        token, exp = self.m.tokens.issue(user, cfg.token_ttl)
+        log.info("login", user=user, remote=request.remote)
+        return json_response({"token": token, "token_type": "Bearer", "user": user,
+                              "expires_at": dt.datetime.fromtimestamp(exp, dt.timezone.utc)
+                              .isoformat()})
+
+    def _claims(self, request: web.Request) -> dict:
+        """The valid token's claims, or an HTTP 401 raised."""
+        try:
+            return self.m.tokens.verify(request.headers.get("Authorization"),
+                                        lambda name: self.m.config.monitor.user(name) is not None)
+        except Unauthorized as exc:
+            raise web.HTTPUnauthorized(
+                text=json.dumps({"error": str(exc)}), content_type="application/json",
+                headers={"WWW-Authenticate": f'Bearer realm="synchrod", error="invalid_token", '
+                                             f'error_description="{exc}"'}) from None
+
+    async def logout(self, request: web.Request) -> web.Response:
+        claims = self._claims(request)
+        self.m.tokens.revoke(claims)
+        log.info("logout", user=claims["sub"])
+        return web.Response(status=204)
+
+    # --- actions ---------------------------------------------------------------------
+    async def source_action(self, request: web.Request) -> web.Response:
+        claims = self._claims(request)
+        sysname, action = request.match_info["sysname"], request.match_info["action"]
+        if action not in ACTIONS:
+            return error(404, f"no action {action!r}: one of {', '.join(ACTIONS)}")
+        if self._source_view(sysname) is None:
+            return error(404, "no such source")
+        try:
+            message = await self.m.actions.source(action, sysname, claims["sub"])
+        except ActionRefused as exc:
+            return error(exc.status, str(exc))
+        log.info("source_action", action=action, source=sysname, user=claims["sub"])
+        return json_response({"message": message, "source": self._source_view(sysname)})
+
+    async def reload(self, request: web.Request) -> web.Response:
+        claims = self._claims(request)
+        log.info("reload_requested", user=claims["sub"])
+        ok, err = await self.m.actions.reload()
+        return json_response({"reloaded": ok, "error": err})
+
+    async def shutdown(self, request: web.Request) -> web.Response:
+        claims = self._claims(request)
+        log.warning("shutdown_requested", user=claims["sub"])
+        self.m.actions.shutdown()
+        return json_response({"message": "stopping: the calls in hand finish first"}, 202)

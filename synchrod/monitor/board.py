@@ -1,0 +1,210 @@
+"""The monitor's picture of the daemon: sources, jobs, target paths, and the
+daemon itself, built from the live state; changes become live events.
+
+The per-source part is in memory (``views``); what another daemon knows
+(owners, failure counts) and filesystem use are refreshed in the background,
+so a request never waits on a disk or a database.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import structlog
+
+from .. import media, views
+from ..dbconn import redact
+from ..replay import daemons
+from .events import Hub
+
+log = structlog.get_logger("synchrod.monitor")
+
+TICK = 0.5            # seconds between checks for changes to send as events
+SLOW_REFRESH = 5.0    # seconds between reads of the database and of the target filesystems
+STATFS_TIMEOUT = 5.0
+
+_ATTEMPTS = """
+SELECT source, count(*) FILTER (WHERE next_try_at < 'infinity') AS retrying,
+       count(*) FILTER (WHERE next_try_at = 'infinity') AS erroneous
+  FROM synchrod.attempts GROUP BY source
+"""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Board:
+    def __init__(self, daemon, hub: Hub):
+        self.daemon = daemon
+        self.hub = hub
+        self.owners: dict[str, str] = {}        # source -> daemon name, from the database
+        self.attempts: dict[str, tuple[int, int]] = {}
+        self.targets: list[dict] = self._target_views({})
+        self._last_bases: dict[str, dict] = {}
+        self._last_daemon: dict | None = None
+        self._alarmed: dict[str, str] = {}       # source -> kind of the last alarm
+
+    # --- views ------------------------------------------------------------------
+    def bases(self) -> dict[str, dict]:
+        return self.daemon.source_bases()
+
+    def source(self, sysname: str, base: dict, now: dt.datetime) -> dict:
+        owner = self.daemon.engine.daemon_name if base["owned"] else self.owners.get(sysname)
+        retrying, erroneous = self.attempts.get(sysname, (0, 0))
+        return views.source_view(sysname, base, now, owner, retrying, erroneous)
+
+    def sources(self) -> list[dict]:
+        now = _now()
+        return [self.source(name, base, now) for name, base in self.bases().items()]
+
+    def jobs(self) -> list[dict]:
+        return [views.job_view(name, base, self._owner(name, base))
+                for name, base in self.bases().items()]
+
+    def _owner(self, name: str, base: dict) -> str | None:
+        return self.daemon.engine.daemon_name if base["owned"] else self.owners.get(name)
+
+    def daemon_view(self) -> dict:
+        d = self.daemon
+        return {"name": d.engine.daemon_name, "host": d.host, "pid": d.pid,
+                "version": d.version, "state": d.state, "started_at": views.iso(d.started_at),
+                "config_path": d.path, "config_loaded_at": views.iso(d.config_loaded_at),
+                "config_error": d.config_error, "config_error_at": views.iso(d.config_error_at),
+                "users_configured": bool(d.engine.config.monitor.users)}
+
+    def config_view(self) -> dict:
+        c = self.daemon.engine.config
+        s = c.synchro
+        return {"enabled": s.enabled, "sleep_period": s.sleep_period,
+                "calls_per_period": s.calls_per_period, "max_attempts": s.max_attempts,
+                "mark_erroneous": s.mark_erroneous, "only_finished": s.only_finished,
+                "only_processed": s.only_processed, "verify": s.verify,
+                "copy_workers": s.copy_workers, "start_at": views.iso(s.start_at),
+                "target_sysname": c.target.sysname, "sources": len(c.sources),
+                "token_ttl": c.monitor.token_ttl, "history_days": c.monitor.history_days}
+
+    def status(self) -> dict:
+        now = _now()
+        bases = self.bases()
+        return {"daemon": self.daemon_view(),
+                "sources": [self.source(n, b, now) for n, b in bases.items()],
+                "jobs": [views.job_view(n, b, self._owner(n, b)) for n, b in bases.items()],
+                "target_paths": self.targets, "config": self.config_view(),
+                "generated_at": now.isoformat()}
+
+    def gauges(self) -> tuple[list[dict], list[dict]]:
+        return self.sources(), self.targets
+
+    # --- target paths ------------------------------------------------------------
+    def _target_views(self, usage: dict) -> list[dict]:
+        t = self.daemon.engine.config.target
+        out, seen = [], set()
+        kinds = [("audio", p) for p in t.audio_paths] + [("video", p) for p in t.video_paths]
+        for kind, p in kinds:
+            if p.path in seen:  # without video_paths, video files share the audio paths
+                continue
+            seen.add(p.path)
+            fs = usage.get(p.path)
+            out.append({"path": p.path, "kind": kind, "priority": p.priority,
+                        "balance": p.balance, "watermark": p.watermark,
+                        "usage_ratio": round(fs.ratio(), 4) if fs else None,
+                        "used_bytes": fs.used if fs else None,
+                        "capacity_bytes": fs.capacity if fs else None,
+                        # unreadable takes nothing, as placement decides
+                        "above_watermark": fs is None or fs.at_or_above(p.watermark)})
+        return out
+
+    async def refresh_targets(self) -> None:
+        loop = asyncio.get_running_loop()
+        t = self.daemon.engine.config.target
+        paths = sorted({p.path for p in t.audio_paths + t.video_paths})
+        usage = {}
+        for path in paths:  # a hung filesystem costs this refresh, never a request
+            try:
+                usage[path] = await asyncio.wait_for(
+                    loop.run_in_executor(None, media.fs_usage, path), STATFS_TIMEOUT)
+            except asyncio.TimeoutError:
+                usage[path] = None
+        self.targets = self._target_views({k: v for k, v in usage.items() if v is not None})
+
+    async def refresh_database(self, db) -> None:
+        async with db() as conn:
+            live = await daemons.live(conn)
+            rows = await conn.fetch(_ATTEMPTS) if self.daemon.engine.schema_ready else []
+        owners = {}
+        for d in live:
+            for name, st in d["sources"].items():
+                if st.get("owned"):
+                    owners[name] = d["name"]
+        self.owners = owners
+        self.attempts = {r["source"]: (r["retrying"], r["erroneous"]) for r in rows}
+
+    # --- live events ---------------------------------------------------------------
+    def on_cycle(self, rt, res) -> None:
+        name = rt.cfg.sysname
+        self.hub.publish("cycle", {
+            "source": name, "run_id": res.run_id, "state": res.state,
+            "generation": rt.generation, "seconds": round(res.seconds, 3),
+            "counts": {k: getattr(res, k) for k in views.COUNT_KEYS}, "error": res.error})
+        if rt.stalled_since is not None:
+            self.alarm("source_stalled", name, res.error or "media I/O stalled")
+        elif res.state in ("down", "error"):
+            self.alarm("source_down", name, res.error or res.state)
+        elif name in self._alarmed:
+            self._alarmed.pop(name)
+            self.hub.publish("alarm", {"kind": "source_recovered", "source": name,
+                                       "message": f"{name} works again", "at": _now().isoformat()})
+
+    def alarm(self, kind: str, source: str | None, message: str, key: str | None = None) -> None:
+        """Raised once per episode: a source down for an hour is one alarm."""
+        key = key or source or kind
+        if self._alarmed.get(key) == kind and kind != "config_error":
+            return
+        self._alarmed[key] = kind
+        self.hub.publish("alarm", {"kind": kind, "source": source, "message": message,
+                                   "at": _now().isoformat()})
+
+    def publish_changes(self) -> None:
+        now = _now()
+        bases = self.bases()
+        for name, base in bases.items():
+            if self._last_bases.get(name) != base:
+                self.hub.publish("source", self.source(name, base, now))
+                self.hub.publish("job", views.job_view(name, base, self._owner(name, base)))
+        self._last_bases = bases
+        d = self.daemon_view()
+        if d != self._last_daemon:
+            if d["config_error"] and (self._last_daemon or {}).get("config_error") != d["config_error"]:
+                self.alarm("config_error", None, d["config_error"])
+            if self._last_daemon is not None:
+                self.hub.publish("daemon", d)
+            self._last_daemon = d
+
+    async def run(self, db) -> None:
+        """Publishes changes every TICK; refreshes the slow parts every SLOW_REFRESH."""
+        loop = asyncio.get_running_loop()
+        slow_at = 0.0
+        while True:
+            try:
+                if loop.time() >= slow_at:
+                    slow_at = loop.time() + SLOW_REFRESH
+                    before = self.targets
+                    await self.refresh_targets()
+                    if self.targets != before:
+                        self.hub.publish("target", self.targets)
+                        for p in self.targets:
+                            if p["above_watermark"]:
+                                self.alarm("target_full", None,
+                                           f"{p['path']} is at or above its watermark "
+                                           f"({p['watermark']} %): it takes no new files",
+                                           key=f"path:{p['path']}")
+                            else:
+                                self._alarmed.pop(f"path:{p['path']}", None)
+                    await self.refresh_database(db)
+                self.publish_changes()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the monitor goes on without this refresh
+                log.warning("monitor_refresh_failed", error=redact(f"{type(exc).__name__}: {exc}"))
+            await asyncio.sleep(TICK)

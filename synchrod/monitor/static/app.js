@@ -1,0 +1,709 @@
+// synchrod monitor page: renders the daemon's status, keeps it live through
+// Server-Sent Events, and (after a login) drives the source actions.
+// Everything is built with DOM APIs and textContent: sysnames, paths and
+// error messages come from recorders and are never parsed as HTML.
+"use strict";
+
+(() => {
+  const API = "/api/v1";
+  const AUTH_KEYS = {token: "synchrod.token", user: "synchrod.user", expires: "synchrod.expires_at"};
+  const MAX_ALARMS = 20;
+  const RUNS_PAGE = 50;
+  const NOTICE_MS = 10000;
+  const RECONNECT_MS = 5000;
+
+  const state = {
+    daemon: null,
+    config: null,
+    sources: new Map(),     // sysname -> Source, in the server's order
+    jobs: new Map(),        // source -> Job
+    targets: [],
+    alarms: [],             // newest first
+    runs: [],               // newest first
+    nextBefore: null,
+    expanded: new Map(),    // run id -> {calls, nextAfter, loading, error}
+    auth: null,             // {token, user, expires}
+    busy: new Set(),        // sysnames with an action in flight
+  };
+  let events = null;
+  let noticeTimer = null;
+  let expiryTimer = null;
+  let runsRefreshTimer = null;
+
+  // --- DOM helpers ----------------------------------------------------------------
+
+  const $ = (id) => document.getElementById(id);
+
+  /** el("td", {className: "num", title: "x"}, "text", childNode, ...) */
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props)) {
+      if (value === undefined || value === null) continue;
+      if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key === "onclick") node.addEventListener("click", value);
+      else node[key] = value;
+    }
+    for (const child of children) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : String(child));
+    }
+    return node;
+  }
+
+  const td = (text, className) => el("td", {className}, text);
+  const num = (value) => td(fmtNumber(value), "num");
+
+  // --- formatting ---------------------------------------------------------------
+
+  const DASH = "—";
+  const pad = (n, width = 2) => String(n).padStart(width, "0");
+
+  function fmtNumber(n) {
+    return n === null || n === undefined ? DASH : Number(n).toLocaleString("en-US");
+  }
+
+  /** Whole seconds as "45s", "3m 12s", "2h 05m", "3d 4h". */
+  function fmtAge(seconds) {
+    if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return DASH;
+    let s = Math.max(0, Math.round(seconds));
+    if (s < 60) return `${s}s`;
+    const d = Math.floor(s / 86400); s -= d * 86400;
+    const h = Math.floor(s / 3600); s -= h * 3600;
+    const m = Math.floor(s / 60); s -= m * 60;
+    if (d) return `${d}d ${h}h`;
+    if (h) return `${h}h ${pad(m)}m`;
+    return `${m}m ${pad(s)}s`;
+  }
+
+  /** A cycle duration: fractions below ten seconds. */
+  function fmtSeconds(seconds) {
+    if (seconds === null || seconds === undefined) return DASH;
+    return seconds < 10 ? `${seconds.toFixed(2)} s` : fmtAge(seconds);
+  }
+
+  function fmtBytes(n) {
+    if (n === null || n === undefined) return DASH;
+    const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let value = n, unit = 0;
+    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+    return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+  }
+
+  /** Local "YYYY-MM-DD HH:MM:SS". */
+  function fmtTime(iso) {
+    if (!iso) return DASH;
+    const t = new Date(iso);
+    if (Number.isNaN(t.getTime())) return String(iso);
+    return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())} ` +
+           `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}`;
+  }
+
+  function fmtRelative(iso) {
+    if (!iso) return DASH;
+    const ms = Date.now() - new Date(iso).getTime();
+    if (Number.isNaN(ms)) return String(iso);
+    if (Math.abs(ms) < 2000) return "just now";
+    return ms > 0 ? `${fmtAge(ms / 1000)} ago` : `in ${fmtAge(-ms / 1000)}`;
+  }
+
+  /** A cell showing "3m 12s ago", the exact time in its title, kept current by tick(). */
+  function relTimeCell(iso) {
+    const cell = td(fmtRelative(iso), "time");
+    if (iso) {
+      cell.dataset.ts = iso;
+      cell.title = `${iso} (${fmtTime(iso)} local)`;
+    }
+    return cell;
+  }
+
+  function tick() {
+    for (const node of document.querySelectorAll("[data-ts]")) {
+      node.textContent = fmtRelative(node.dataset.ts);
+    }
+  }
+
+  // --- API --------------------------------------------------------------------------
+
+  /** Never throws: {status, ok, data, headers}; status 0 on a network error. */
+  async function api(method, path, {body, auth = false} = {}) {
+    const headers = {Accept: "application/json"};
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (auth && state.auth) headers.Authorization = `Bearer ${state.auth.token}`;
+    let resp;
+    try {
+      resp = await fetch(API + path, {
+        method, headers, cache: "no-store", credentials: "same-origin",
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      return {status: 0, ok: false, data: {error: `cannot reach the daemon (${err.message})`}};
+    }
+    const text = await resp.text();
+    let data = null;
+    if (text) {
+      try { data = JSON.parse(text); } catch { data = {error: text.slice(0, 300)}; }
+    }
+    return {status: resp.status, ok: resp.ok, data, headers: resp.headers};
+  }
+
+  function errorText(res) {
+    const err = res.data && typeof res.data.error === "string" ? res.data.error : null;
+    return err || `HTTP ${res.status}`;
+  }
+
+  function showNotice(text, kind = "ok") {
+    const box = $("notice");
+    box.textContent = text;
+    box.className = `banner ${kind}`;
+    box.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => { box.hidden = true; }, NOTICE_MS);
+  }
+
+  // --- authentication -----------------------------------------------------------
+
+  function loadAuth() {
+    const token = sessionStorage.getItem(AUTH_KEYS.token);
+    const expires = sessionStorage.getItem(AUTH_KEYS.expires);
+    if (!token) return null;
+    if (expires && Date.parse(expires) <= Date.now()) {
+      forgetAuth();
+      return null;
+    }
+    return {token, user: sessionStorage.getItem(AUTH_KEYS.user) || "?", expires};
+  }
+
+  function forgetAuth() {
+    for (const key of Object.values(AUTH_KEYS)) sessionStorage.removeItem(key);
+  }
+
+  function setAuth(auth) {
+    state.auth = auth;
+    clearTimeout(expiryTimer);
+    if (auth) {
+      sessionStorage.setItem(AUTH_KEYS.token, auth.token);
+      sessionStorage.setItem(AUTH_KEYS.user, auth.user);
+      if (auth.expires) sessionStorage.setItem(AUTH_KEYS.expires, auth.expires);
+      const left = auth.expires ? Date.parse(auth.expires) - Date.now() : NaN;
+      if (left > 0 && left < 2 ** 31 - 1) {
+        expiryTimer = setTimeout(() => dropSession("Your session expired: log in again."), left);
+      }
+    } else {
+      forgetAuth();
+    }
+    renderAuth();
+    renderSources();
+  }
+
+  /** Forgets the token (after a 401 or its expiry) and asks for a login again. */
+  function dropSession(message) {
+    setAuth(null);
+    showLoginError(message);
+  }
+
+  function showLoginError(message) {
+    const p = $("login-error");
+    p.textContent = message || "";
+    p.hidden = !message;
+  }
+
+  function renderAuth() {
+    const loggedIn = Boolean(state.auth);
+    const canLogIn = !state.daemon || state.daemon.users_configured;
+    document.body.classList.toggle("logged-in", loggedIn);
+    $("login-form").hidden = loggedIn || !canLogIn;
+    $("read-only-note").hidden = loggedIn || canLogIn;
+    if (loggedIn) showLoginError("");
+    $("session").hidden = !loggedIn;
+    $("session-user").textContent = loggedIn ? state.auth.user : "";
+  }
+
+  async function onLogin(ev) {
+    ev.preventDefault();
+    const username = $("login-user").value.trim();
+    const password = $("login-password").value;
+    const submit = $("login-submit");
+    submit.disabled = true;
+    showLoginError("");
+    const res = await api("POST", "/login", {body: {username, password}});
+    submit.disabled = false;
+    if (res.ok && res.data && res.data.token) {
+      $("login-password").value = "";
+      setAuth({token: res.data.token, user: res.data.user || username, expires: res.data.expires_at});
+      showNotice(`Logged in as ${res.data.user || username}.`);
+      return;
+    }
+    let message = errorText(res);
+    if (res.status === 401) message = `Login failed: ${message}`;
+    if (res.status === 429) {
+      const wait = res.headers && res.headers.get("Retry-After");
+      message = `Too many attempts: ${message}` + (wait ? ` (try again in ${wait} s)` : "");
+    }
+    showLoginError(message);
+  }
+
+  async function onLogout() {
+    if (state.auth) await api("POST", "/logout", {auth: true});   // forgotten whatever the answer
+    setAuth(null);
+    showNotice("Logged out.");
+  }
+
+  /** POST with the token; null (and the login form again) on a 401. */
+  async function authorized(path) {
+    if (!state.auth) {
+      dropSession("Log in first.");
+      return null;
+    }
+    const res = await api("POST", path, {auth: true});
+    if (res.status === 401) {
+      dropSession(`Not authorized (${errorText(res)}): log in again.`);
+      return null;
+    }
+    return res;
+  }
+
+  // --- actions --------------------------------------------------------------------
+
+  async function sourceAction(sysname, action) {
+    state.busy.add(sysname);
+    renderSourceRow(sysname);
+    const res = await authorized(`/sources/${encodeURIComponent(sysname)}/${action}`);
+    state.busy.delete(sysname);
+    if (res === null) return;
+    if (res.ok && res.data) {
+      if (res.data.source) updateSource(res.data.source);
+      else renderSourceRow(sysname);
+      showNotice(res.data.message || `${action}: done`);
+    } else {
+      renderSourceRow(sysname);
+      showNotice(`${sysname}: ${action} refused: ${errorText(res)}`, "error");
+    }
+  }
+
+  async function onReload() {
+    const res = await authorized("/reload");
+    if (res === null) return;
+    if (!res.ok) showNotice(`Reload failed: ${errorText(res)}`, "error");
+    else if (res.data.reloaded) showNotice("Configuration reloaded.");
+    else showNotice(`Reload refused: ${res.data.error || "unknown error"}`, "error");
+  }
+
+  async function onShutdown() {
+    const name = state.daemon ? state.daemon.name : "the daemon";
+    if (!window.confirm(`Shut down ${name}? The calls in hand finish first.`)) return;
+    const res = await authorized("/shutdown");
+    if (res === null) return;
+    if (res.ok) showNotice((res.data && res.data.message) || "The daemon is stopping.", "warning");
+    else showNotice(`Shutdown failed: ${errorText(res)}`, "error");
+  }
+
+  // --- daemon header ------------------------------------------------------------
+
+  function renderDaemon() {
+    const d = state.daemon;
+    if (!d) return;
+    document.title = `synchrod ${d.name}`;
+    $("daemon-name").textContent = d.name;
+    $("daemon-name").title = `host ${d.host}, pid ${d.pid}, started ${d.started_at}`;
+    $("daemon-version").textContent = d.version;
+    const badge = $("daemon-state");
+    badge.textContent = d.state;
+    badge.className = `badge daemon-${d.state}`;
+    $("config-path").textContent = d.config_path;
+    $("config-path").title = `loaded ${d.config_loaded_at}`;
+
+    const err = $("config-error");
+    err.hidden = !d.config_error;
+    err.textContent = d.config_error
+      ? `Configuration error${d.config_error_at ? ` (${fmtTime(d.config_error_at)})` : ""}: ` +
+        `${d.config_error}. The daemon keeps running on its previous configuration.`
+      : "";
+    const banner = $("daemon-banner");
+    banner.hidden = d.state !== "stopping";
+    banner.textContent = d.state === "stopping" ? "The daemon is stopping." : "";
+    renderAuth();
+  }
+
+  function renderConfig() {
+    const c = state.config;
+    if (!c) return;
+    $("config-summary").textContent =
+      `${c.enabled ? "" : "synchronisation OFF · "}sleep ${fmtAge(c.sleep_period)} · ` +
+      `${fmtNumber(c.calls_per_period)} calls/cycle · max attempts ${c.max_attempts}` +
+      (c.mark_erroneous ? " · marks E" : "");
+  }
+
+  // --- sources ------------------------------------------------------------------
+
+  function stateCell(s) {
+    const cell = el("td", {className: "state"}, el("span", {className: `badge st-${s.state}`}, s.state));
+    if (s.stalled) {
+      cell.append(" (stalled)");
+      cell.classList.add("stalled");
+      cell.title = s.stalled_since ? `stalled since ${s.stalled_since}` : "stalled";
+    }
+    if (s.disabled_by) cell.title = `disabled by ${s.disabled_by}`;
+    return cell;
+  }
+
+  function countsCell(c) {
+    if (!c) return td(DASH);
+    const cell = td(`${c.synchronized} / ${c.not_used} / ${c.erroneous} / ${c.failed}`, "counts num");
+    cell.title = `taken ${c.taken}, synchronized ${c.synchronized}, not used ${c.not_used}, ` +
+                 `erroneous ${c.erroneous}, failed ${c.failed}, skipped ${c.skipped}`;
+    return cell;
+  }
+
+  function actionButton(s, action, label, title, disabled = false) {
+    return el("button", {
+      type: "button", className: `action act-${action}`, title, dataset: {action},
+      disabled: disabled || state.busy.has(s.sysname),
+      onclick: () => sourceAction(s.sysname, action),
+    }, label);
+  }
+
+  function actionsCell(s) {
+    const cell = el("div", {className: "buttons"});
+    cell.append(s.paused
+      ? actionButton(s, "resume", "Resume", "end the pause")
+      : actionButton(s, "pause", "Pause", "take no new chunk until resumed (or the daemon restarts)"));
+    if (s.disabled_by === "config") {
+      cell.append(actionButton(s, "enable", "Enable", "disabled in the configuration file", true));
+    } else if (s.disabled_by) {
+      cell.append(actionButton(s, "enable", "Enable", `disabled by ${s.disabled_by}`));
+    } else {
+      cell.append(actionButton(s, "disable", "Disable", "stop it for every daemon, across restarts"));
+    }
+    cell.append(actionButton(s, "run", "Run now", "skip the sleep of its group"),
+                actionButton(s, "retry", "Retry", "forget its failures, clear its E marks, run it now"));
+    return el("td", {className: "actions"}, cell);
+  }
+
+  function sourceRow(s) {
+    const ownerCell = td(s.owner || DASH);
+    if (s.owner && state.daemon && s.owner === state.daemon.name) ownerCell.classList.add("self");
+    const errorCell = td(s.last_error || "", "error-text");
+    if (s.last_error) errorCell.title = s.last_error;
+    const row = el("tr", {dataset: {source: s.sysname}},
+      td(s.sysname, "name"), td(s.group), stateCell(s), ownerCell,
+      num(s.backlog), td(fmtAge(s.lag_seconds), "num"), relTimeCell(s.last_cycle_at),
+      errorCell, countsCell(s.last_counts), num(s.retrying), num(s.erroneous));
+    if (s.erroneous > 0) row.cells[10].classList.add("bad");
+    if (state.auth) row.append(actionsCell(s));
+    return row;
+  }
+
+  function renderSources() {
+    document.querySelector("#sources .col-actions").hidden = !state.auth;
+    const rows = [...state.sources.values()].map(sourceRow);
+    document.querySelector("#sources tbody").replaceChildren(...rows);
+    renderRunsFilter();
+  }
+
+  function renderSourceRow(sysname) {
+    const s = state.sources.get(sysname);
+    const old = document.querySelector(`#sources tr[data-source="${CSS.escape(sysname)}"]`);
+    if (!s) { if (old) old.remove(); return; }
+    if (old) old.replaceWith(sourceRow(s));
+    else renderSources();
+  }
+
+  function updateSource(s) {
+    const known = state.sources.has(s.sysname);
+    state.sources.set(s.sysname, s);
+    if (known) renderSourceRow(s.sysname);
+    else renderSources();
+  }
+
+  // --- target paths ---------------------------------------------------------------
+
+  function useCell(t) {
+    const cell = el("div", {className: "usewrap"});
+    const bar = el("div", {className: "bar", title: `watermark ${t.watermark}%`});
+    if (t.usage_ratio !== null && t.usage_ratio !== undefined) {
+      const fill = el("div", {className: t.above_watermark ? "fill full" : "fill"});
+      fill.style.width = `${Math.min(100, Math.max(0, t.usage_ratio * 100)).toFixed(1)}%`;
+      bar.append(fill);
+    }
+    const mark = el("div", {className: "mark"});
+    mark.style.left = `${Math.min(100, Math.max(0, t.watermark))}%`;
+    bar.append(mark);
+    const pct = t.usage_ratio === null || t.usage_ratio === undefined
+      ? "unreadable" : `${(t.usage_ratio * 100).toFixed(1)}%`;
+    cell.append(bar, el("span", {className: "pct"}, pct));
+    if (t.above_watermark) cell.append(el("span", {className: "badge full", title: "takes no new files"}, "full"));
+    return el("td", {className: "use"}, cell);
+  }
+
+  function renderTargets() {
+    const rows = state.targets.map((t) => el("tr", {dataset: {path: t.path}},
+      td(t.path, "path"), td(t.kind), num(t.priority), td(String(t.balance), "num"), useCell(t),
+      td(`${fmtBytes(t.used_bytes)} / ${fmtBytes(t.capacity_bytes)}`)));
+    document.querySelector("#targets tbody").replaceChildren(...rows);
+  }
+
+  // --- jobs -------------------------------------------------------------------------
+
+  function renderJobs() {
+    const jobs = [...state.jobs.values()].sort((a, b) => a.id - b.id);
+    const rows = jobs.map((j) => el("tr", {dataset: {job: j.source}},
+      num(j.id), td(j.source), num(j.generation),
+      el("td", {}, el("span", {className: `badge st-${j.state}`}, j.state)),
+      num(j.attempt), td(j.type || DASH),
+      el("td", {}, el("span", {className: `status status-${j.status.toLowerCase()}`}, j.status)),
+      td(fmtTime(j.timestamp), "time"), td(j.comment, "comment")));
+    document.querySelector("#jobs tbody").replaceChildren(...rows);
+  }
+
+  // --- alarms -------------------------------------------------------------------
+
+  function renderAlarms() {
+    const items = state.alarms.map((a) => el("li", {className: `alarm alarm-${a.kind}`},
+      el("time", {dateTime: a.at, title: a.at}, fmtTime(a.at)), " ",
+      el("span", {className: "badge"}, a.kind.replace(/_/g, " ")), " ",
+      a.source ? el("b", {}, a.source) : null, a.source ? ": " : null,
+      a.message));
+    $("alarms").replaceChildren(...items);
+    $("no-alarms").hidden = items.length > 0;
+  }
+
+  function addAlarm(alarm) {
+    state.alarms.unshift(alarm);
+    state.alarms.length = Math.min(state.alarms.length, MAX_ALARMS);
+    renderAlarms();
+  }
+
+  // --- run history --------------------------------------------------------------
+
+  function renderRunsFilter() {
+    const select = $("runs-source");
+    const current = select.value;
+    const names = [...state.sources.keys()];
+    if (current && !names.includes(current)) names.push(current);
+    select.replaceChildren(el("option", {value: ""}, "all sources"),
+                           ...names.map((n) => el("option", {value: n}, n)));
+    select.value = current;
+  }
+
+  function runsQuery(before) {
+    const params = new URLSearchParams({limit: String(RUNS_PAGE)});
+    const source = $("runs-source").value;
+    if (source) params.set("source", source);
+    if (before) params.set("before", String(before));
+    return `/runs?${params}`;
+  }
+
+  function runRow(r) {
+    const open = state.expanded.has(r.id);
+    const toggle = el("button", {type: "button", className: "link", ariaExpanded: String(open)},
+                      `${open ? "▾" : "▸"} ${r.id}`);
+    const errorCell = td(r.error || "", "error-text");
+    if (r.error) errorCell.title = r.error;
+    const started = td(fmtTime(r.started_at), "time");
+    started.title = `${r.started_at} → ${r.finished_at} (daemon ${r.daemon})`;
+    const row = el("tr", {className: `run run-${r.state}`, dataset: {run: String(r.id)}},
+      el("td", {}, toggle), td(r.source), started, td(fmtSeconds(r.seconds), "num"),
+      num(r.taken), num(r.synchronized), num(r.not_used), num(r.erroneous), num(r.failed),
+      num(r.skipped), num(r.files), td(fmtBytes(r.bytes), "num"), errorCell);
+    row.addEventListener("click", () => toggleRun(r.id));
+    return row;
+  }
+
+  function runDetailRow(id) {
+    const detail = state.expanded.get(id);
+    const cell = el("td", {colSpan: 13});
+    if (detail.error) cell.append(el("p", {className: "error"}, detail.error));
+    if (detail.calls.length) {
+      const rows = detail.calls.map((c) => el("tr", {className: `call out-${c.outcome}`},
+        num(c.source_cplid), td(c.sid, "sid"), td(c.outcome), td(c.reason || DASH),
+        td(c.detail || "", "detail")));
+      cell.append(el("table", {className: "calls"},
+        el("thead", {}, el("tr", {}, ...["Call id", "SID", "Outcome", "Reason", "Detail"]
+          .map((h) => el("th", {}, h)))),
+        el("tbody", {}, ...rows)));
+    } else if (!detail.loading && !detail.error) {
+      cell.append(el("p", {className: "muted"}, "No call was taken in this run."));
+    }
+    if (detail.loading) cell.append(el("p", {className: "muted"}, "loading…"));
+    else if (detail.nextAfter !== null && detail.nextAfter !== undefined) {
+      cell.append(el("button", {type: "button", className: "more",
+                                onclick: () => loadRunCalls(id)}, "More calls"));
+    }
+    return el("tr", {className: "run-detail", dataset: {detail: String(id)}}, cell);
+  }
+
+  function runRows(r) {
+    return state.expanded.has(r.id) ? [runRow(r), runDetailRow(r.id)] : [runRow(r)];
+  }
+
+  function renderRuns() {
+    document.querySelector("#runs tbody").replaceChildren(...state.runs.flatMap(runRows));
+    $("runs-older").hidden = state.nextBefore === null || state.nextBefore === undefined;
+    $("runs-status").textContent = state.runs.length ? `${state.runs.length} runs shown` : "no run yet";
+  }
+
+  function rerenderRun(id) {
+    const r = state.runs.find((x) => x.id === id);
+    const tbody = document.querySelector("#runs tbody");
+    const row = tbody.querySelector(`tr[data-run="${id}"]`);
+    if (!r || !row) return;
+    const detail = tbody.querySelector(`tr[data-detail="${id}"]`);
+    if (detail) detail.remove();
+    row.replaceWith(...runRows(r));
+  }
+
+  async function loadRuns() {
+    $("runs-status").textContent = "loading…";
+    const res = await api("GET", runsQuery());
+    if (!res.ok) { $("runs-status").textContent = `cannot load the runs: ${errorText(res)}`; return; }
+    state.runs = res.data.runs;
+    state.nextBefore = res.data.next_before;
+    state.expanded.clear();
+    renderRuns();
+  }
+
+  async function loadOlderRuns() {
+    if (state.nextBefore === null) return;
+    const res = await api("GET", runsQuery(state.nextBefore));
+    if (!res.ok) { showNotice(`Cannot load older runs: ${errorText(res)}`, "error"); return; }
+    const known = new Set(state.runs.map((r) => r.id));
+    state.runs.push(...res.data.runs.filter((r) => !known.has(r.id)));
+    state.nextBefore = res.data.next_before;
+    renderRuns();
+  }
+
+  /** After cycle events: puts the runs newer than the newest shown on top. */
+  async function refreshNewestRuns() {
+    const res = await api("GET", runsQuery());
+    if (!res.ok) return;
+    const top = state.runs.length ? state.runs[0].id : 0;
+    const newer = res.data.runs.filter((r) => r.id > top);
+    if (!newer.length) return;
+    if (newer.length === res.data.runs.length) {   // a gap, or nothing shown yet: start over
+      state.runs = res.data.runs;
+      state.nextBefore = res.data.next_before;
+      renderRuns();
+      return;
+    }
+    state.runs.unshift(...newer);
+    document.querySelector("#runs tbody").prepend(...newer.flatMap(runRows));
+    renderRunsStatusOnly();
+  }
+
+  function renderRunsStatusOnly() {
+    $("runs-status").textContent = `${state.runs.length} runs shown`;
+  }
+
+  function scheduleRunsRefresh() {
+    if (runsRefreshTimer) return;
+    runsRefreshTimer = setTimeout(() => { runsRefreshTimer = null; refreshNewestRuns(); }, 1000);
+  }
+
+  async function toggleRun(id) {
+    if (state.expanded.has(id)) {
+      state.expanded.delete(id);
+      rerenderRun(id);
+      return;
+    }
+    state.expanded.set(id, {calls: [], nextAfter: null, loading: true, error: null});
+    rerenderRun(id);
+    await loadRunCalls(id, true);
+  }
+
+  async function loadRunCalls(id, first = false) {
+    const detail = state.expanded.get(id);
+    if (!detail) return;
+    const after = first ? null : detail.nextAfter;
+    detail.loading = true;
+    rerenderRun(id);
+    const res = await api("GET", `/runs/${id}` + (after !== null ? `?after=${after}` : ""));
+    if (state.expanded.get(id) !== detail) return;   // closed meanwhile
+    detail.loading = false;
+    if (res.ok) {
+      detail.calls.push(...res.data.calls);
+      detail.nextAfter = res.data.next_after;
+    } else {
+      detail.error = `cannot load the calls: ${errorText(res)}`;
+    }
+    rerenderRun(id);
+  }
+
+  // --- status and live events -----------------------------------------------------
+
+  function applyStatus(status) {
+    state.daemon = status.daemon;
+    state.config = status.config;
+    state.sources = new Map(status.sources.map((s) => [s.sysname, s]));
+    state.jobs = new Map(status.jobs.map((j) => [j.source, j]));
+    state.targets = status.target_paths;
+    renderDaemon();
+    renderConfig();
+    renderSources();
+    renderTargets();
+    renderJobs();
+  }
+
+  const HANDLERS = {
+    snapshot: applyStatus,
+    source: updateSource,
+    job: (job) => { state.jobs.set(job.source, job); renderJobs(); },
+    target: (paths) => { state.targets = paths; renderTargets(); },
+    daemon: (daemon) => { state.daemon = daemon; renderDaemon(); renderSources(); },
+    cycle: (cycle) => { if (cycle.run_id !== null && cycle.run_id !== undefined) scheduleRunsRefresh(); },
+    alarm: addAlarm,
+  };
+
+  function setLive(mode) {
+    const node = $("live");
+    node.className = `live ${mode}`;
+    node.textContent = {live: "live", connecting: "connecting…", down: "disconnected: reconnecting…"}[mode];
+  }
+
+  function connectEvents() {
+    if (events) events.close();
+    setLive("connecting");
+    events = new EventSource(`${API}/events`);
+    events.onopen = () => setLive("live");
+    events.onerror = () => {
+      setLive("down");
+      if (events.readyState === EventSource.CLOSED) setTimeout(connectEvents, RECONNECT_MS);
+    };
+    for (const [name, handler] of Object.entries(HANDLERS)) {
+      events.addEventListener(name, (ev) => {
+        let data;
+        try { data = JSON.parse(ev.data); } catch { console.warn(`bad ${name} event`, ev.data); return; }
+        handler(data);
+      });
+    }
+  }
+
+  async function initialStatus() {
+    const node = $("initial-status");
+    if (node && node.textContent.trim()) {
+      try { return JSON.parse(node.textContent); } catch { console.warn("bad initial status"); }
+    }
+    const res = await api("GET", "/status");
+    if (res.ok) return res.data;
+    showNotice(`Cannot load the status: ${errorText(res)}`, "error");
+    return null;
+  }
+
+  async function init() {
+    $("login-form").addEventListener("submit", onLogin);
+    $("logout-button").addEventListener("click", onLogout);
+    $("reload-button").addEventListener("click", onReload);
+    $("shutdown-button").addEventListener("click", onShutdown);
+    $("runs-source").addEventListener("change", loadRuns);
+    $("runs-refresh").addEventListener("click", loadRuns);
+    $("runs-older").addEventListener("click", loadOlderRuns);
+    setAuth(loadAuth());
+    renderAlarms();
+    const status = await initialStatus();
+    if (status) applyStatus(status);
+    connectEvents();
+    loadRuns();
+    setInterval(tick, 5000);
+  }
+
+  init();
+})();

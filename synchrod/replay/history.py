@@ -1,0 +1,82 @@
+"""Cycle history (``synchrod.runs`` and ``synchrod.run_calls``): pages of it
+for the monitor, failed cycles, pruning. Every page is a keyset read on an
+index, so its cost does not grow with the history."""
+from __future__ import annotations
+
+import datetime as dt
+
+import asyncpg
+
+RUN_COLUMNS = ("id", "source", "daemon", "started_at", "finished_at", "state", "taken",
+               "synchronized", "not_used", "erroneous", "failed", "skipped", "files", "bytes",
+               "error")
+_SELECT_RUN = f"SELECT {', '.join(RUN_COLUMNS)} FROM synchrod.runs"
+
+# newest first; `before` is the previous page's last id (keyset pagination)
+_RUNS = _SELECT_RUN + """
+ WHERE ($1::text IS NULL OR source = $1) AND ($2::bigint IS NULL OR id < $2)
+ ORDER BY id DESC LIMIT $3
+"""
+_RUN = _SELECT_RUN + " WHERE id = $1"
+_RUN_CALLS = """
+SELECT source_cplid, sid, outcome, reason, detail FROM synchrod.run_calls
+ WHERE run_id = $1 AND source_cplid > $2 ORDER BY source_cplid LIMIT $3
+"""
+_FAILED_CYCLE = """
+INSERT INTO synchrod.runs (source, daemon, started_at, finished_at, state, taken, synchronized,
+       not_used, erroneous, failed, skipped, files, bytes, error)
+VALUES ($1, $2, $3, now(), $4, 0, 0, 0, 0, 0, 0, 0, 0, $5) RETURNING id
+"""
+_END_RUN = "UPDATE synchrod.runs SET finished_at = now(), state = $2, error = $3 WHERE id = $1"
+_PRUNE_CALLS = """
+DELETE FROM synchrod.run_calls WHERE run_id IN (
+    SELECT id FROM synchrod.runs WHERE finished_at < now() - make_interval(days => $1))
+"""
+_PRUNE_RUNS = "DELETE FROM synchrod.runs WHERE finished_at < now() - make_interval(days => $1)"
+
+
+def run_view(r: asyncpg.Record) -> dict:
+    run = {k: r[k] for k in RUN_COLUMNS}
+    run["seconds"] = round((r["finished_at"] - r["started_at"]).total_seconds(), 3)
+    for k in ("started_at", "finished_at"):
+        run[k] = run[k].isoformat()
+    return run
+
+
+async def runs(conn: asyncpg.Connection, source: str | None, before: int | None,
+               limit: int) -> tuple[list[dict], int | None]:
+    """A page of runs, newest first, and the ``before`` of the next page."""
+    rows = await conn.fetch(_RUNS, source, before, limit + 1)
+    more = len(rows) > limit
+    page = [run_view(r) for r in rows[:limit]]
+    return page, (page[-1]["id"] if more else None)
+
+
+async def run(conn: asyncpg.Connection, run_id: int, after: int,
+              limit: int) -> tuple[dict, list[dict], int | None] | None:
+    """A run, a page of its calls by source call id, and the ``after`` of the next page."""
+    row = await conn.fetchrow(_RUN, run_id)
+    if row is None:
+        return None
+    calls = [dict(r) for r in await conn.fetch(_RUN_CALLS, run_id, after, limit + 1)]
+    more = len(calls) > limit
+    calls = calls[:limit]
+    return run_view(row), calls, (calls[-1]["source_cplid"] if more else None)
+
+
+async def end_run(conn: asyncpg.Connection, run_id: int, state: str, error: str | None) -> None:
+    """A cycle that committed calls and then failed keeps its error."""
+    await conn.execute(_END_RUN, run_id, state, error)
+
+
+async def failed_cycle(conn: asyncpg.Connection, source: str, daemon: str,
+                       started_at: dt.datetime, state: str, error: str | None) -> int:
+    return await conn.fetchval(_FAILED_CYCLE, source, daemon, started_at, state, error)
+
+
+async def prune(conn: asyncpg.Connection, days: int) -> int:
+    """Forgets runs older than ``days``; returns how many."""
+    async with conn.transaction():
+        await conn.execute(_PRUNE_CALLS, days)
+        status = await conn.execute(_PRUNE_RUNS, days)
+    return int(status.split()[-1])
