@@ -26,9 +26,12 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import warnings
 import wave
 from collections import Counter, defaultdict
@@ -42,6 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from synchrod.core.naming import TMP_PREFIX  # noqa: E402
 from synchrod.core.quality import quality  # noqa: E402
+from synchrod.passwords import hash_password  # noqa: E402
 from synchrod.testing import recorders  # noqa: E402
 from synchrod.testing.pgserver import PgServer  # noqa: E402
 from synchrod.testing.recorders import CallSpec, FileSpec  # noqa: E402
@@ -56,6 +60,7 @@ TEMPLATE = "callrec_tpl"
 REPLAY_DB = "replay"
 SYNCHROD = str(Path(sys.executable).parent / "synchrod")
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 # The same sid on both recorders: (kind, rec1 copy, rec2 copy, expected winner).
@@ -233,10 +238,19 @@ def write_config(dsns: dict[str, str]) -> None:
         "sources": [{"sysname": rec, "group": f"g-{rec}", "database": dsns[rec],
                      "mount_path": str(MOUNTS[rec]), "interval": "all", "copy_files": True}
                     for rec in MOUNTS],
-        "monitor": {"enabled": False},
+        # the daemon phase serves the monitor on a free loopback port
+        "monitor": {"enabled": True, "listen": f"127.0.0.1:{free_port()}",
+                    "jwt_secret_file": str(DEMO / "jwt.secret"),
+                    "users": [{"name": DEMO_USER, "password_hash": hash_password(DEMO_PASSWORD)}]},
         "logging": {"level": "warning", "format": "console"},
     }
     CONFIG.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 # --- running synchrod ---------------------------------------------------------
@@ -311,6 +325,7 @@ def daemon_phase(dsns: dict[str, str]) -> list[str]:
             problems.append("the retried call was not synchronized")
         say("rec2-broken-missing is marked S")
         synchrod("status")
+        problems += monitor_phase(raw["monitor"]["listen"])
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -325,6 +340,57 @@ def daemon_phase(dsns: dict[str, str]) -> list[str]:
     for line in DAEMON_LOG.read_text().splitlines():
         if "state=idle" not in line:
             say("    " + line)
+    return problems
+
+
+def http(url: str, method: str = "GET", body: dict | None = None, token: str | None = None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, method=method, headers=headers,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def monitor_phase(listen: str) -> list[str]:
+    """What the monitor shows, and an action through the API with a token."""
+    problems = []
+    base = f"http://{listen}"
+    say(f"monitor page: {base}/monitor/  (user {DEMO_USER}, password {DEMO_PASSWORD})")
+    code, body = http(f"{base}/api/v1/status")
+    if code != 200:
+        return [f"GET /api/v1/status answered {code}"]
+    say(f"$ curl {base}/api/v1/status   (sources and jobs)")
+    status = json.loads(body)
+    for s, j in zip(status["sources"], status["jobs"]):
+        say(f"    {s['sysname']}: {s['state']}, backlog {s['backlog']}, lag {s['lag_seconds']} s; "
+            f"job {j['id']} generation {j['generation']} {j['status']}: {j['comment']}")
+    code, body = http(f"{base}/metrics")
+    say(f"$ curl {base}/metrics | grep rec1   (a few of the series)")
+    for line in body.splitlines():
+        if 'source="rec1"' in line and line.startswith(("synchrod_calls_total", "synchrod_backlog",
+                                                        "synchrod_source_up", "synchrod_bytes")):
+            say("    " + line)
+    code, body = http(f"{base}/api/v1/sources/rec2/pause", "POST")
+    say(f"POST /api/v1/sources/rec2/pause without a token: {code}")
+    if code != 401:
+        problems.append(f"an action without a token answered {code}")
+    code, body = http(f"{base}/api/v1/login", "POST",
+                      {"username": DEMO_USER, "password": DEMO_PASSWORD})
+    token = json.loads(body).get("token") if code == 200 else None
+    if token is None:
+        return problems + [f"login answered {code}"]
+    for action in ("pause", "resume"):
+        code, body = http(f"{base}/api/v1/sources/rec2/{action}", "POST", token=token)
+        answer = json.loads(body)
+        say(f"POST /api/v1/sources/rec2/{action} with the token: {code}, {answer.get('message')} "
+            f"(state now {answer.get('source', {}).get('state')})")
+        if code != 200:
+            problems.append(f"{action} answered {code}")
     return problems
 
 

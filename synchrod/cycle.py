@@ -110,6 +110,8 @@ async def run_cycle(engine: Engine, rt: SourceRuntime, dry_run: bool = False,
         if not failed:
             rt.last_success_at = rt.last_cycle_at
         rt.last_result = res
+        if res.taken:
+            rt.last_work = res
     if not dry_run:
         await _record_end(engine, rt, res, started_at, previous_error, bound)
     # one event per cycle per source, idle ones included (the daemon's heartbeat)

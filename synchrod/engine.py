@@ -55,6 +55,7 @@ class SourceRuntime:
     failures_in_row: int = 0      # consecutive cycles that ended down or error
     last_success_at: dt.datetime | None = None
     last_result: object | None = None   # the last cycle.CycleResult
+    last_work: object | None = None     # the last one that took calls
     backlog: int | None = None    # eligible calls not yet synchronized (None: not known yet)
     oldest_pending_at: dt.datetime | None = None
     paused_by: str | None = None  # paused through the API (until resume or restart)

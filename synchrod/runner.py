@@ -23,7 +23,7 @@ async def run_round(engine: Engine, only: str | None = None, dry_run: bool = Fal
     concurrently, the sources of a group one after another."""
     groups: dict[str, list] = defaultdict(list)
     for src in engine.config.sources:
-        if not src.enabled or (only and src.sysname != only):
+        if not engine.enabled(src) or (only and src.sysname != only):
             continue
         groups[src.group].append(engine.sources[src.sysname])
     owned = None

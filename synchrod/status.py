@@ -74,7 +74,7 @@ def _unowned_base(s, run) -> dict:
             "stalled_since": None, "backlog": None, "oldest_pending_at": None,
             "last_cycle_at": _iso(run["finished_at"]) if run else None, "last_success_at": None,
             "last_error": run["error"] if run else None, "last_counts": counts,
-            "last_state": run["state"] if run else None,
+            "last_state": run["state"] if run else None, "last_taken": run["taken"] if run else 0,
             "job": {"id": 0, "generation": 0, "phase": None, "phase_at": None,
                     "failures_in_row": 0}}
 

@@ -24,7 +24,7 @@ def parse_iso(v: str | None) -> dt.datetime | None:
 def source_base(src, rt, disabled_by: str | None, owned: bool) -> dict:
     """The published state of a source: JSON-ready, and unchanged while the
     source is (so publishing it only when it changed stays quiet)."""
-    res = rt.last_result
+    res, work = rt.last_result, rt.last_work
     return {
         "group": src.group, "enabled": src.enabled, "owned": owned, "state": rt.state,
         "paused_by": rt.paused_by,
@@ -32,8 +32,10 @@ def source_base(src, rt, disabled_by: str | None, owned: bool) -> dict:
         "stalled_since": iso(rt.stalled_since), "backlog": rt.backlog,
         "oldest_pending_at": iso(rt.oldest_pending_at), "last_cycle_at": iso(rt.last_cycle_at),
         "last_success_at": iso(rt.last_success_at), "last_error": rt.last_error,
-        "last_counts": {k: getattr(res, k) for k in COUNT_KEYS} if res is not None else None,
+        # of the last cycle that took calls: idle cycles in between do not hide them
+        "last_counts": {k: getattr(work, k) for k in COUNT_KEYS} if work is not None else None,
         "last_state": res.state if res is not None else None,
+        "last_taken": res.taken if res is not None else 0,
         "job": {"id": rt.job_id, "generation": rt.generation, "phase": rt.phase,
                 "phase_at": iso(rt.phase_at), "failures_in_row": rt.failures_in_row},
     }
@@ -95,7 +97,7 @@ def job_view(sysname: str, base: dict, owner: str | None) -> dict:
         status, comment = "Error", base["last_error"] or base["last_state"]
     else:
         status = "Done"
-        comment = "idle: nothing to synchronize" if not counts or not counts["taken"] else (
+        comment = "idle: nothing to synchronize" if not base["last_taken"] or not counts else (
             f"{counts['taken']} taken: {counts['synchronized']} S, {counts['not_used']} N, "
             f"{counts['erroneous']} E, {counts['failed']} failed, {counts['skipped']} skipped")
         if base["last_error"]:

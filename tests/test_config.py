@@ -29,8 +29,32 @@ def base() -> dict:
             {"sysname": "src1", "database": "postgresql://callrec@rec1/callrec", "mount_path": "/mnt/a"},
             {"sysname": "src2", "database": "postgresql://callrec@rec2/callrec", "mount_path": "/mnt/b"},
         ],
-        "monitor": {"users": [{"name": "admin", "password_hash": "x"}]},
+        "monitor": {"users": [{"name": "admin", "password_hash": HASH}]},
     }
+
+
+HASH = "scrypt$16384$8$1$c2FsdHNhbHRzYWx0c2FsdA==$ZGlnZXN0ZGlnZXN0ZGlnZXN0ZGlnZXN0ZGlnZXM="
+
+
+def test_monitor_needs_users_to_listen_beyond_loopback():
+    for listen in ("127.0.0.1:9218", "127.0.0.2:1", "[::1]:9218", "localhost:9218"):
+        raw = with_value(with_value(base(), "monitor.users", []), "monitor.listen", listen)
+        assert from_dict(raw).monitor.listen == listen
+    for listen in ("0.0.0.0:9218", "10.1.2.3:9218", "[::]:9218", "replay.example.com:9218"):
+        raw = with_value(with_value(base(), "monitor.users", []), "monitor.listen", listen)
+        err = error(raw)
+        assert err.path == "monitor.listen" and "monitor.users" in err.message
+        assert from_dict(with_value(base(), "monitor.listen", listen)).monitor.listen == listen
+    # a disabled monitor listens nowhere
+    raw = with_value(with_value(with_value(base(), "monitor.users", []), "monitor.listen",
+                                "0.0.0.0:9218"), "monitor.enabled", False)
+    assert not from_dict(raw).monitor.enabled
+
+
+def test_monitor_user_listed_twice():
+    raw = with_value(base(), "monitor.users", [{"name": "admin", "password_hash": HASH},
+                                               {"name": "admin", "password_hash": HASH}])
+    assert error(raw).path == "monitor.users[1].name"
 
 
 def with_value(raw: dict, keypath: str, value) -> dict:
@@ -159,7 +183,8 @@ BAD = [
     ("monitor.listen", "host:70000"), ("monitor.listen", ":9218"), ("monitor.listen", 9218),
     ("monitor.jwt_secret_file", "jwt.secret"), ("monitor.token_ttl", 10),
     ("monitor.users[0].password_hash", ""), ("monitor.users[0].name", "a b"),
-    ("monitor.users[0].password_hash", DELETE),
+    ("monitor.users[0].password_hash", DELETE), ("monitor.users[0].password_hash", "x"),
+    ("monitor.users[0].password_hash", "$6$salt$crypt"), ("monitor.history_days", 0),
     ("logging.level", "verbose"), ("logging.format", "xml"),
 ]
 

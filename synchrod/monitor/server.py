@@ -162,6 +162,7 @@ class Monitor:
         self.metrics.reloaded(ok)
         if not ok:
             return
+        self.hub.publish("snapshot", self.board.status())  # sources may have come or gone
         old_names = {s.sysname for s in old.sources}
         new_names = {s.sysname for s in new.sources}
         for name in old_names - new_names:
@@ -170,6 +171,7 @@ class Monitor:
             self.metrics.add_source(name)
 
     async def stop(self) -> None:
+        self.board.publish_changes()  # "stopping" reaches the pages before the streams end
         self.hub.close()
         if self._task is not None:
             self._task.cancel()

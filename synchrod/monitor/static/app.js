@@ -237,7 +237,8 @@
     if (res.status === 401) message = `Login failed: ${message}`;
     if (res.status === 429) {
       const wait = res.headers && res.headers.get("Retry-After");
-      message = `Too many attempts: ${message}` + (wait ? ` (try again in ${wait} s)` : "");
+      const hint = wait && !/try again/i.test(message) ? ` (try again in ${wait} s)` : "";
+      message = `Too many attempts: ${message}${hint}`;
     }
     showLoginError(message);
   }
@@ -539,7 +540,12 @@
   function renderRuns() {
     document.querySelector("#runs tbody").replaceChildren(...state.runs.flatMap(runRows));
     $("runs-older").hidden = state.nextBefore === null || state.nextBefore === undefined;
-    $("runs-status").textContent = state.runs.length ? `${state.runs.length} runs shown` : "no run yet";
+    renderRunsCount();
+  }
+
+  function renderRunsCount() {
+    const n = state.runs.length;
+    $("runs-status").textContent = n ? `${n} run${n === 1 ? "" : "s"} shown` : "no run yet";
   }
 
   function rerenderRun(id) {
@@ -587,11 +593,7 @@
     }
     state.runs.unshift(...newer);
     document.querySelector("#runs tbody").prepend(...newer.flatMap(runRows));
-    renderRunsStatusOnly();
-  }
-
-  function renderRunsStatusOnly() {
-    $("runs-status").textContent = `${state.runs.length} runs shown`;
+    renderRunsCount();
   }
 
   function scheduleRunsRefresh() {
@@ -643,12 +645,23 @@
     renderJobs();
   }
 
+  /** A reload may remove sources, and no event says so: then the whole status is read again. */
+  async function onDaemonEvent(daemon) {
+    const reloaded = state.daemon && state.daemon.config_loaded_at !== daemon.config_loaded_at;
+    state.daemon = daemon;
+    renderDaemon();
+    renderSources();
+    if (!reloaded) return;
+    const res = await api("GET", "/status");
+    if (res.ok) applyStatus(res.data);
+  }
+
   const HANDLERS = {
     snapshot: applyStatus,
     source: updateSource,
     job: (job) => { state.jobs.set(job.source, job); renderJobs(); },
     target: (paths) => { state.targets = paths; renderTargets(); },
-    daemon: (daemon) => { state.daemon = daemon; renderDaemon(); renderSources(); },
+    daemon: onDaemonEvent,
     cycle: (cycle) => { if (cycle.run_id !== null && cycle.run_id !== undefined) scheduleRunsRefresh(); },
     alarm: addAlarm,
   };
@@ -656,6 +669,7 @@
   function setLive(mode) {
     const node = $("live");
     node.className = `live ${mode}`;
+    document.body.classList.toggle("stale", mode === "down");   // what is shown may be old
     node.textContent = {live: "live", connecting: "connecting…", down: "disconnected: reconnecting…"}[mode];
   }
 
