@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench bench-monitor clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+# /api/v1/status, /monitor/ and first paint with 50 sources and 10,000 cycles of history.
+bench-monitor: install
+	$(BIN)/python scripts/bench_monitor.py $(BENCH_MONITOR_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .bench build dist *.egg-info

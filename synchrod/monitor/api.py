@@ -8,7 +8,7 @@ import structlog
 from aiohttp import web
 
 from ..actions import ActionRefused
-from ..replay import history
+from ..replay import controls, history
 from .auth import Unauthorized, check_password
 
 log = structlog.get_logger("synchrod.monitor")
@@ -86,6 +86,8 @@ class Api:
         limit = _int_param(request, "limit", 50, 1, 500)
         before = _int_param(request, "before", None, 1, _MAX_INT)
         source = request.query.get("source") or None
+        if source is not None and "\x00" in source:  # PostgreSQL text cannot hold it
+            return error(400, "source must not contain a NUL character")
         async with self.m.db() as conn:
             page, next_before = await history.runs(conn, source, before, limit)
         return json_response({"runs": page, "next_before": next_before})
@@ -155,6 +157,10 @@ class Api:
     async def logout(self, request: web.Request) -> web.Response:
         claims = self._claims(request)
         self.m.tokens.revoke(claims)
+        if claims.get("jti"):  # every daemon, and this one after a restart, refuses it too
+            async with self.m.db() as conn:
+                await controls.revoke(conn, claims["jti"], dt.datetime.fromtimestamp(
+                    claims["exp"], dt.timezone.utc))
         log.info("logout", user=claims["sub"])
         return web.Response(status=204)
 

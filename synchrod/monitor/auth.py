@@ -20,6 +20,7 @@ log = structlog.get_logger("synchrod.monitor")
 ALGORITHM = "HS256"
 MAX_FAILURES = 5          # failed logins per address or user name ...
 FAILURE_WINDOW = 300.0    # ... within this many seconds lock logins out
+MAX_KEYS = 100_000        # addresses and names remembered at most
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))  # unknown users cost the same time
 
 
@@ -98,6 +99,10 @@ class Tokens:
         if claims.get("jti"):
             self._revoked[claims["jti"]] = float(claims["exp"])
 
+    def adopt_revoked(self, revoked: dict[str, float]) -> None:
+        """Logouts recorded in the replay database (by any daemon, before a restart)."""
+        self._revoked.update(revoked)
+
 
 class LoginLimiter:
     """At most MAX_FAILURES failed logins per key in FAILURE_WINDOW seconds."""
@@ -128,10 +133,19 @@ class LoginLimiter:
         return max(1, math.ceil(max(waits))) if waits else None
 
     def failed(self, *keys: str) -> None:
-        if len(self._failures) > 100_000:  # bounded memory under a spray of addresses
-            self._failures.clear()
+        if len(self._failures) > MAX_KEYS:
+            self._shrink()
         for key in keys:
             self._failures.setdefault(key, deque()).append(self.clock())
+
+    def _shrink(self) -> None:
+        """Bounded memory under a spray of addresses: forget what expired,
+        then the addresses that failed longest ago; never a user's lock-out."""
+        for key in list(self._failures):
+            self._recent(key)
+        addrs = sorted((q[-1], k) for k, q in self._failures.items() if k.startswith("addr:"))
+        for _, key in addrs[:max(0, len(self._failures) - MAX_KEYS * 9 // 10)]:
+            del self._failures[key]
 
     def succeeded(self, *keys: str) -> None:
         for key in keys:

@@ -14,7 +14,7 @@ import structlog
 
 from .. import media, views
 from ..dbconn import redact
-from ..replay import daemons
+from ..replay import controls, daemons
 from .events import Hub
 
 log = structlog.get_logger("synchrod.monitor")
@@ -128,10 +128,13 @@ class Board:
                 usage[path] = None
         self.targets = self._target_views({k: v for k, v in usage.items() if v is not None})
 
-    async def refresh_database(self, db) -> None:
+    async def refresh_database(self, db, tokens) -> None:
+        ready = self.daemon.engine.schema_ready
         async with db() as conn:
             live = await daemons.live(conn)
-            rows = await conn.fetch(_ATTEMPTS) if self.daemon.engine.schema_ready else []
+            rows = await conn.fetch(_ATTEMPTS) if ready else []
+            if ready:
+                tokens.adopt_revoked(await controls.revoked(conn))
         owners = {}
         for d in live:
             for name, st in d["sources"].items():
@@ -181,7 +184,7 @@ class Board:
                 self.hub.publish("daemon", d)
             self._last_daemon = d
 
-    async def run(self, db) -> None:
+    async def run(self, db, tokens) -> None:
         """Publishes changes every TICK; refreshes the slow parts every SLOW_REFRESH."""
         loop = asyncio.get_running_loop()
         slow_at = 0.0
@@ -201,7 +204,7 @@ class Board:
                                            key=f"path:{p['path']}")
                             else:
                                 self._alarmed.pop(f"path:{p['path']}", None)
-                    await self.refresh_database(db)
+                    await self.refresh_database(db, tokens)
                 self.publish_changes()
             except asyncio.CancelledError:
                 raise

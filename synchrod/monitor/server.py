@@ -14,6 +14,7 @@ from aiohttp import web
 from ..actions import Actions
 from ..dbconn import create_pool, redact
 from ..metrics import CONTENT_TYPE, Metrics
+from ..replay import controls
 from .api import Api, error
 from .auth import LoginLimiter, Tokens, load_or_create_secret
 from .board import Board
@@ -140,6 +141,12 @@ class Monitor:
         loop = asyncio.get_running_loop()
         secret = await loop.run_in_executor(None, load_or_create_secret, cfg.jwt_secret_file)
         self.tokens = Tokens(secret)
+        if self.daemon.engine.schema_ready:  # logouts from before this start still hold
+            try:
+                async with self.db() as conn:
+                    self.tokens.adopt_revoked(await controls.revoked(conn))
+            except Exception as exc:  # noqa: BLE001 - adopted at the board's next refresh
+                log.warning("revoked_tokens_unreadable", error=redact(f"{type(exc).__name__}: {exc}"))
         self._load_static()
         for src in self.config.sources:
             self.metrics.add_source(src.sysname)
@@ -150,7 +157,7 @@ class Monitor:
         await self._runner.setup()
         await web.TCPSite(self._runner, host, int(port), reuse_address=True).start()
         self.url = f"http://{cfg.listen}"
-        self._task = asyncio.create_task(self.board.run(self.db), name="monitor")
+        self._task = asyncio.create_task(self.board.run(self.db, self.tokens), name="monitor")
         log.info("monitor_listening", url=self.url, users=len(cfg.users))
 
     def _on_cycle(self, rt, res) -> None:

@@ -1,6 +1,9 @@
-"""Sources disabled through the monitor API (``synchrod.source_control``):
-in the replay database, so every daemon obeys and a restart keeps them."""
+"""What the monitor API decides for every daemon, in the replay database so a
+restart keeps it: sources disabled (``synchrod.source_control``) and tokens
+revoked by a logout (``synchrod.revoked_tokens``)."""
 from __future__ import annotations
+
+import datetime as dt
 
 import asyncpg
 
@@ -23,3 +26,20 @@ async def disable(conn: asyncpg.Connection, source: str, user: str) -> None:
 
 async def enable(conn: asyncpg.Connection, source: str) -> None:
     await conn.execute(_ENABLE, source)
+
+
+_REVOKE = """
+INSERT INTO synchrod.revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING
+"""
+_REVOKED = "SELECT jti, expires_at FROM synchrod.revoked_tokens WHERE expires_at > now()"
+_FORGET_EXPIRED = "DELETE FROM synchrod.revoked_tokens WHERE expires_at <= now()"
+
+
+async def revoke(conn: asyncpg.Connection, jti: str, expires_at: dt.datetime) -> None:
+    await conn.execute(_REVOKE, jti, expires_at)
+
+
+async def revoked(conn: asyncpg.Connection) -> dict[str, float]:
+    """jti → expiry (epoch seconds) of the logged-out tokens still valid otherwise."""
+    await conn.execute(_FORGET_EXPIRED)
+    return {r["jti"]: r["expires_at"].timestamp() for r in await conn.fetch(_REVOKED)}

@@ -12,11 +12,12 @@ RUN_COLUMNS = ("id", "source", "daemon", "started_at", "finished_at", "state", "
                "error")
 _SELECT_RUN = f"SELECT {', '.join(RUN_COLUMNS)} FROM synchrod.runs"
 
-# newest first; `before` is the previous page's last id (keyset pagination)
-_RUNS = _SELECT_RUN + """
- WHERE ($1::text IS NULL OR source = $1) AND ($2::bigint IS NULL OR id < $2)
- ORDER BY id DESC LIMIT $3
-"""
+# Newest first; $1 `before` is the previous page's last id (keyset pagination).
+# One statement per shape, never "($n IS NULL OR ...)": a prepared statement's
+# generic plan must still be an index range scan (runs(id), runs(source, id)).
+_RUNS = _SELECT_RUN + " WHERE id < $1 ORDER BY id DESC LIMIT $2"
+_SOURCE_RUNS = _SELECT_RUN + " WHERE source = $3 AND id < $1 ORDER BY id DESC LIMIT $2"
+_NO_BEFORE = 2 ** 63 - 1
 _RUN = _SELECT_RUN + " WHERE id = $1"
 _RUN_CALLS = """
 SELECT source_cplid, sid, outcome, reason, detail FROM synchrod.run_calls
@@ -46,7 +47,9 @@ def run_view(r: asyncpg.Record) -> dict:
 async def runs(conn: asyncpg.Connection, source: str | None, before: int | None,
                limit: int) -> tuple[list[dict], int | None]:
     """A page of runs, newest first, and the ``before`` of the next page."""
-    rows = await conn.fetch(_RUNS, source, before, limit + 1)
+    args = (before or _NO_BEFORE, limit + 1)
+    rows = await (conn.fetch(_RUNS, *args) if source is None
+                  else conn.fetch(_SOURCE_RUNS, *args, source))
     more = len(rows) > limit
     page = [run_view(r) for r in rows[:limit]]
     return page, (page[-1]["id"] if more else None)
