@@ -54,7 +54,31 @@ async def run_checks(cfg: Config) -> list[Line]:
         problem = media.mount_problem(src.mount_path, src.require_mount)
         lines.append(Line(f"source {src.sysname} mount path {src.mount_path}", problem is None,
                           problem or ""))
+    if cfg.monitor.enabled:
+        lines.append(_monitor_secret_line(cfg.monitor))
     return lines
+
+
+def _monitor_secret_line(mon) -> Line:
+    """The JWT key: private if present, or creatable at the first start."""
+    what = f"monitor JWT secret {mon.jwt_secret_file}"
+    users = f"{len(mon.users)} user(s), listen {mon.listen}"
+    try:
+        st = os.stat(mon.jwt_secret_file)
+    except FileNotFoundError:
+        parent = os.path.dirname(mon.jwt_secret_file)
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if parent and os.access(parent, os.W_OK | os.X_OK):
+            return Line(what, True, f"created at the first start; {users}")
+        return Line(what, False, f"missing and {parent} is not writable")
+    except OSError as exc:
+        return Line(what, False, exc.strerror)
+    if st.st_mode & 0o077:
+        return Line(what, False, f"mode {oct(st.st_mode & 0o777)}: readable by others, want 0600")
+    if not os.access(mon.jwt_secret_file, os.R_OK):
+        return Line(what, False, "not readable")
+    return Line(what, True, users)
 
 
 def _target_path_line(p) -> Line:

@@ -160,6 +160,26 @@ def test_check_all_ok(env):
         assert sum(line.startswith(what) for line in lines) == 1, what
 
 
+def test_check_reports_the_monitor_secret(env):
+    secret = env.tmp / "state" / "jwt.secret"
+    env.write_config(monitor={"enabled": True, "listen": "127.0.0.1:9", "jwt_secret_file": str(secret)})
+
+    def secret_line():
+        proc = cli(env, "check")
+        line, = [x for x in proc.stdout.splitlines() if x.startswith("monitor JWT secret")]
+        return proc.returncode, line
+    rc, line = secret_line()
+    assert rc == 0 and ": OK (created at the first start" in line, line
+    secret.parent.mkdir()
+    secret.write_text("x" * 64)
+    secret.chmod(0o644)
+    rc, line = secret_line()
+    assert rc == 1 and "FAILED" in line and "0o644" in line, line
+    secret.chmod(0o600)
+    rc, line = secret_line()
+    assert rc == 0 and line.endswith("OK (0 user(s), listen 127.0.0.1:9)"), line
+
+
 def test_check_fails_on_a_missing_mount_path(env):
     missing = env.tmp / "gone"
     set_source(env, 1, mount_path=str(missing))
