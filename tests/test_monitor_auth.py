@@ -258,3 +258,16 @@ def test_reads_need_no_token_and_nothing_shows_a_secret(env, daemons, tmp_path):
         for what, value in secrets.items():
             assert value not in text, f"{what} shows in {where}"
     assert mon.daemon.stop() == 0
+
+
+def test_a_port_in_use_stops_the_start_with_69(env, daemons, tmp_path):
+    """The monitor the configuration asks for is not silently missing."""
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        enable_monitor(env, tmp_path, port=taken.getsockname()[1])
+        d = daemons("port-taken")
+        assert d.wait_exit(60) == 69, d.tail()
+        failed = d.find("monitor_failed")
+        assert failed and failed[0]["listen"] == f"127.0.0.1:{taken.getsockname()[1]}", d.tail()
