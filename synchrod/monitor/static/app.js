@@ -24,7 +24,11 @@
     expanded: new Map(),    // run id -> {calls, nextAfter, loading, error}
     auth: null,             // {token, user, expires}
     busy: new Set(),        // sysnames with an action in flight
+    full: false,            // jobs, alarms and runs are rendered (after the first paint)
   };
+  // the rows shown, per table: id -> {row, key}; a row is built again only when its key changes
+  const shown = {sources: new Map(), targets: new Map(), jobs: new Map(), runs: new Map()};
+  let filterKey = null;     // the source names in the runs filter
   let events = null;
   let noticeTimer = null;
   let expiryTimer = null;
@@ -53,13 +57,113 @@
   const td = (text, className) => el("td", {className}, text);
   const num = (value) => td(fmtNumber(value), "num");
 
+  /**
+   * The rows of the big tables are cloned from a template row (one native call
+   * instead of some thirty element and text creations each), then filled with
+   * textContent. cells: a class name per cell, "td.x > span.y" for a cell
+   * holding a span, "td > button.y" for one holding a button.
+   */
+  function rowTemplate(cells) {
+    const tr = document.createElement("tr");
+    for (const spec of cells) {
+      const [cellClass, inner] = spec.split(" > ");
+      const cell = document.createElement("td");
+      const cls = cellClass.replace(/^td\.?/, "").replace(/\./g, " ");
+      if (cls) cell.className = cls;
+      if (inner) {
+        const [tag, ...classes] = inner.split(".");
+        const child = document.createElement(tag);
+        if (tag === "button") child.type = "button";
+        if (classes.length) child.className = classes.join(" ");
+        cell.append(child);
+      }
+      tr.append(cell);
+    }
+    return tr;
+  }
+
+  const templates = new Map();
+  function cloneRow(name, cells) {
+    let tpl = templates.get(name);
+    if (!tpl) { tpl = rowTemplate(cells); templates.set(name, tpl); }
+    return tpl.cloneNode(true);
+  }
+
+  // Setters that leave the DOM alone when the value is already there: an
+  // unchanged page must not cost a style recalculation or a layout.
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+  function setProp(node, prop, value) {
+    if (node[prop] !== value) node[prop] = value;
+  }
+
+  /**
+   * Brings the rows of tbody in line with items, in their order. A row whose
+   * key (a cheap string of all it shows) did not change is kept as it is;
+   * another one is built again and takes its place; rows of items that are
+   * gone are removed. When nothing changed, nothing in the DOM is touched.
+   * items: [{id, key, build: () => <tr>}]
+   */
+  function syncRows(tbody, cache, items) {
+    const ids = new Set(items.map((it) => it.id));
+    for (const [id, entry] of cache) {
+      if (!ids.has(id)) { entry.row.remove(); cache.delete(id); }
+    }
+    let prev = null;
+    for (const it of items) {
+      let entry = cache.get(it.id);
+      if (!entry || entry.key !== it.key) {
+        const row = it.build();
+        if (entry && entry.row.parentNode === tbody) entry.row.replaceWith(row);
+        entry = {row, key: it.key};
+        cache.set(it.id, entry);
+      }
+      const expected = prev ? prev.nextSibling : tbody.firstChild;
+      if (entry.row !== expected) tbody.insertBefore(entry.row, expected);
+      prev = entry.row;
+    }
+    // anything after the last row is not ours (nothing, normally)
+    while (prev ? prev.nextSibling : tbody.firstChild) (prev ? prev.nextSibling : tbody.firstChild).remove();
+  }
+
+  /** Runs fn once the page has painted (in a task after the next frame), so it never
+   *  delays the first paint; at once in a hidden tab, where no frame comes. */
+  function afterPaint(fn) {
+    let done = false;
+    const run = () => { if (!done) { done = true; fn(); } };
+    if (!document.hidden) requestAnimationFrame(() => setTimeout(run, 0));
+    setTimeout(run, document.hidden ? 0 : 1000);   // hidden before its frame came
+  }
+
+  /** Renders pushed by events wait for the next frame: a burst of them costs one render. */
+  const queued = new Set();
+  let frameRequested = false;
+  function render(fn) {
+    queued.add(fn);
+    if (frameRequested) return;
+    frameRequested = true;
+    const flush = () => {
+      frameRequested = false;
+      const fns = [...queued];
+      queued.clear();
+      for (const f of fns) f();
+    };
+    if (document.hidden) setTimeout(flush, 0);
+    else requestAnimationFrame(flush);
+  }
+
   // --- formatting ---------------------------------------------------------------
 
   const DASH = "—";
   const pad = (n, width = 2) => String(n).padStart(width, "0");
 
+  /** 1234567 -> "1,234,567" (integers by hand: toLocaleString is slow, and loads ICU on its first call). */
   function fmtNumber(n) {
-    return n === null || n === undefined ? DASH : Number(n).toLocaleString("en-US");
+    if (n === null || n === undefined) return DASH;
+    const v = Number(n);
+    if (Number.isSafeInteger(v)) return String(v).replace(/\B(?=(\d{3})+$)/g, ",");
+    return v.toLocaleString("en-US");
   }
 
   /** Whole seconds as "45s", "3m 12s", "2h 05m", "3d 4h". */
@@ -106,19 +210,19 @@
     return ms > 0 ? `${fmtAge(ms / 1000)} ago` : `in ${fmtAge(-ms / 1000)}`;
   }
 
-  /** A cell showing "3m 12s ago", the exact time in its title, kept current by tick(). */
-  function relTimeCell(iso) {
-    const cell = td(fmtRelative(iso), "time");
+  /** Makes cell show "3m 12s ago", the exact time in its title, kept current by tick(). */
+  function setRelTime(cell, iso) {
+    cell.textContent = fmtRelative(iso);
     if (iso) {
       cell.dataset.ts = iso;
       cell.title = `${iso} (${fmtTime(iso)} local)`;
     }
-    return cell;
   }
 
   function tick() {
+    if (document.hidden) return;
     for (const node of document.querySelectorAll("[data-ts]")) {
-      node.textContent = fmtRelative(node.dataset.ts);
+      setText(node, fmtRelative(node.dataset.ts));
     }
   }
 
@@ -203,19 +307,21 @@
 
   function showLoginError(message) {
     const p = $("login-error");
-    p.textContent = message || "";
-    p.hidden = !message;
+    setText(p, message || "");
+    setProp(p, "hidden", !message);
   }
 
   function renderAuth() {
     const loggedIn = Boolean(state.auth);
     const canLogIn = !state.daemon || state.daemon.users_configured;
-    document.body.classList.toggle("logged-in", loggedIn);
-    $("login-form").hidden = loggedIn || !canLogIn;
-    $("read-only-note").hidden = loggedIn || canLogIn;
+    if (document.body.classList.contains("logged-in") !== loggedIn) {
+      document.body.classList.toggle("logged-in", loggedIn);
+    }
+    setProp($("login-form"), "hidden", loggedIn || !canLogIn);
+    setProp($("read-only-note"), "hidden", loggedIn || canLogIn);
     if (loggedIn) showLoginError("");
-    $("session").hidden = !loggedIn;
-    $("session-user").textContent = loggedIn ? state.auth.user : "";
+    setProp($("session"), "hidden", !loggedIn);
+    setText($("session-user"), loggedIn ? state.auth.user : "");
   }
 
   async function onLogin(ev) {
@@ -303,56 +409,61 @@
   function renderDaemon() {
     const d = state.daemon;
     if (!d) return;
-    document.title = `synchrod ${d.name}`;
-    $("daemon-name").textContent = d.name;
-    $("daemon-name").title = `host ${d.host}, pid ${d.pid}, started ${d.started_at}`;
-    $("daemon-version").textContent = d.version;
+    const title = `synchrod ${d.name}`;
+    if (document.title !== title) document.title = title;
+    setText($("daemon-name"), d.name);
+    setProp($("daemon-name"), "title", `host ${d.host}, pid ${d.pid}, started ${d.started_at}`);
+    setText($("daemon-version"), d.version);
     const badge = $("daemon-state");
-    badge.textContent = d.state;
-    badge.className = `badge daemon-${d.state}`;
-    $("config-path").textContent = d.config_path;
-    $("config-path").title = `loaded ${d.config_loaded_at}`;
+    setText(badge, d.state);
+    setProp(badge, "className", `badge daemon-${d.state}`);
+    setText($("config-path"), d.config_path);
+    setProp($("config-path"), "title", `loaded ${d.config_loaded_at}`);
 
     const err = $("config-error");
-    err.hidden = !d.config_error;
-    err.textContent = d.config_error
+    setProp(err, "hidden", !d.config_error);
+    setText(err, d.config_error
       ? `Configuration error${d.config_error_at ? ` (${fmtTime(d.config_error_at)})` : ""}: ` +
         `${d.config_error}. The daemon keeps running on its previous configuration.`
-      : "";
+      : "");
     const banner = $("daemon-banner");
-    banner.hidden = d.state !== "stopping";
-    banner.textContent = d.state === "stopping" ? "The daemon is stopping." : "";
+    setProp(banner, "hidden", d.state !== "stopping");
+    setText(banner, d.state === "stopping" ? "The daemon is stopping." : "");
     renderAuth();
   }
 
   function renderConfig() {
     const c = state.config;
     if (!c) return;
-    $("config-summary").textContent =
+    setText($("config-summary"),
       `${c.enabled ? "" : "synchronisation OFF · "}sleep ${fmtAge(c.sleep_period)} · ` +
       `${fmtNumber(c.calls_per_period)} calls/cycle · max attempts ${c.max_attempts}` +
-      (c.mark_erroneous ? " · marks E" : "");
+      (c.mark_erroneous ? " · marks E" : ""));
   }
 
   // --- sources ------------------------------------------------------------------
 
-  function stateCell(s) {
-    const cell = el("td", {className: "state"}, el("span", {className: `badge st-${s.state}`}, s.state));
+  function fillState(cell, s) {
+    const badge = cell.firstChild;
+    badge.className = `badge st-${s.state}`;
+    badge.textContent = s.state;
     if (s.stalled) {
       cell.append(" (stalled)");
       cell.classList.add("stalled");
       cell.title = s.stalled_since ? `stalled since ${s.stalled_since}` : "stalled";
     }
     if (s.disabled_by) cell.title = `disabled by ${s.disabled_by}`;
-    return cell;
   }
 
-  function countsCell(c) {
-    if (!c) return td(DASH);
-    const cell = td(`${c.synchronized} / ${c.not_used} / ${c.erroneous} / ${c.failed}`, "counts num");
+  function fillCounts(cell, c) {
+    if (!c) {
+      cell.className = "";
+      cell.textContent = DASH;
+      return;
+    }
+    cell.textContent = `${c.synchronized} / ${c.not_used} / ${c.erroneous} / ${c.failed}`;
     cell.title = `taken ${c.taken}, synchronized ${c.synchronized}, not used ${c.not_used}, ` +
                  `erroneous ${c.erroneous}, failed ${c.failed}, skipped ${c.skipped}`;
-    return cell;
   }
 
   function actionButton(s, action, label, title, disabled = false) {
@@ -380,40 +491,51 @@
     return el("td", {className: "actions"}, cell);
   }
 
+  const SOURCE_CELLS = ["name", "", "state > span.badge", "", "num", "num", "time", "error-text",
+                        "counts.num", "num", "num"];
+
   function sourceRow(s) {
-    const ownerCell = td(s.owner || DASH);
-    if (s.owner && state.daemon && s.owner === state.daemon.name) ownerCell.classList.add("self");
-    const errorCell = td(s.last_error || "", "error-text");
-    if (s.last_error) errorCell.title = s.last_error;
-    const row = el("tr", {dataset: {source: s.sysname}},
-      td(s.sysname, "name"), td(s.group), stateCell(s), ownerCell,
-      num(s.backlog), td(fmtAge(s.lag_seconds), "num"), relTimeCell(s.last_cycle_at),
-      errorCell, countsCell(s.last_counts), num(s.retrying), num(s.erroneous));
-    if (s.erroneous > 0) row.cells[10].classList.add("bad");
+    const row = cloneRow("source", SOURCE_CELLS);
+    const c = row.cells;
+    row.dataset.source = s.sysname;
+    c[0].textContent = s.sysname;
+    c[1].textContent = s.group;
+    fillState(c[2], s);
+    c[3].textContent = s.owner || DASH;
+    if (s.owner && state.daemon && s.owner === state.daemon.name) c[3].className = "self";
+    c[4].textContent = fmtNumber(s.backlog);
+    c[5].textContent = fmtAge(s.lag_seconds);
+    setRelTime(c[6], s.last_cycle_at);
+    if (s.last_error) {
+      c[7].textContent = s.last_error;
+      c[7].title = s.last_error;
+    }
+    fillCounts(c[8], s.last_counts);
+    c[9].textContent = fmtNumber(s.retrying);
+    c[10].textContent = fmtNumber(s.erroneous);
+    if (s.erroneous > 0) c[10].classList.add("bad");
     if (state.auth) row.append(actionsCell(s));
     return row;
   }
 
+  /** Keyed: a source's row is built again only when it, the login or its busy flag changed. */
   function renderSources() {
-    document.querySelector("#sources .col-actions").hidden = !state.auth;
-    const rows = [...state.sources.values()].map(sourceRow);
-    document.querySelector("#sources tbody").replaceChildren(...rows);
-    renderRunsFilter();
+    setProp(document.querySelector("#sources .col-actions"), "hidden", !state.auth);
+    const context = `${state.auth ? 1 : 0}|${state.daemon ? state.daemon.name : ""}|`;
+    const items = [];
+    for (const s of state.sources.values()) {
+      items.push({id: s.sysname, key: context + (state.busy.has(s.sysname) ? 1 : 0) + JSON.stringify(s),
+                  build: () => sourceRow(s)});
+    }
+    syncRows(document.querySelector("#sources tbody"), shown.sources, items);
+    if (state.full) renderRunsFilter();
   }
 
-  function renderSourceRow(sysname) {
-    const s = state.sources.get(sysname);
-    const old = document.querySelector(`#sources tr[data-source="${CSS.escape(sysname)}"]`);
-    if (!s) { if (old) old.remove(); return; }
-    if (old) old.replaceWith(sourceRow(s));
-    else renderSources();
-  }
+  const renderSourceRow = renderSources;   // keyed: only that row changes
 
   function updateSource(s) {
-    const known = state.sources.has(s.sysname);
     state.sources.set(s.sysname, s);
-    if (known) renderSourceRow(s.sysname);
-    else renderSources();
+    render(renderSources);
   }
 
   // --- target paths ---------------------------------------------------------------
@@ -436,42 +558,63 @@
     return el("td", {className: "use"}, cell);
   }
 
-  function renderTargets() {
-    const rows = state.targets.map((t) => el("tr", {dataset: {path: t.path}},
+  function targetRow(t) {
+    return el("tr", {dataset: {path: t.path}},
       td(t.path, "path"), td(t.kind), num(t.priority), td(String(t.balance), "num"), useCell(t),
-      td(`${fmtBytes(t.used_bytes)} / ${fmtBytes(t.capacity_bytes)}`)));
-    document.querySelector("#targets tbody").replaceChildren(...rows);
+      td(`${fmtBytes(t.used_bytes)} / ${fmtBytes(t.capacity_bytes)}`));
+  }
+
+  function renderTargets() {
+    syncRows(document.querySelector("#targets tbody"), shown.targets,
+             state.targets.map((t) => ({id: t.path, key: JSON.stringify(t), build: () => targetRow(t)})));
   }
 
   // --- jobs -------------------------------------------------------------------------
 
+  const JOB_CELLS = ["num", "", "num", "td > span", "num", "", "td > span", "time", "comment"];
+
+  function jobRow(j) {
+    const row = cloneRow("job", JOB_CELLS);
+    const c = row.cells;
+    row.dataset.job = j.source;
+    c[0].textContent = fmtNumber(j.id);
+    c[1].textContent = j.source;
+    c[2].textContent = fmtNumber(j.generation);
+    c[3].firstChild.className = `badge st-${j.state}`;
+    c[3].firstChild.textContent = j.state;
+    c[4].textContent = fmtNumber(j.attempt);
+    c[5].textContent = j.type || DASH;
+    c[6].firstChild.className = `status status-${j.status.toLowerCase()}`;
+    c[6].firstChild.textContent = j.status;
+    c[7].textContent = fmtTime(j.timestamp);
+    c[8].textContent = j.comment;
+    return row;
+  }
+
   function renderJobs() {
+    if (!state.full) return;   // after the first paint
     const jobs = [...state.jobs.values()].sort((a, b) => a.id - b.id);
-    const rows = jobs.map((j) => el("tr", {dataset: {job: j.source}},
-      num(j.id), td(j.source), num(j.generation),
-      el("td", {}, el("span", {className: `badge st-${j.state}`}, j.state)),
-      num(j.attempt), td(j.type || DASH),
-      el("td", {}, el("span", {className: `status status-${j.status.toLowerCase()}`}, j.status)),
-      td(fmtTime(j.timestamp), "time"), td(j.comment, "comment")));
-    document.querySelector("#jobs tbody").replaceChildren(...rows);
+    syncRows(document.querySelector("#jobs tbody"), shown.jobs,
+             jobs.map((j) => ({id: j.source, key: JSON.stringify(j), build: () => jobRow(j)})));
   }
 
   // --- alarms -------------------------------------------------------------------
 
   function renderAlarms() {
+    if (!state.full) return;   // after the first paint
     const items = state.alarms.map((a) => el("li", {className: `alarm alarm-${a.kind}`},
       el("time", {dateTime: a.at, title: a.at}, fmtTime(a.at)), " ",
       el("span", {className: "badge"}, a.kind.replace(/_/g, " ")), " ",
       a.source ? el("b", {}, a.source) : null, a.source ? ": " : null,
       a.message));
     $("alarms").replaceChildren(...items);
-    $("no-alarms").hidden = items.length > 0;
+    setProp($("no-alarms"), "hidden", items.length > 0);
   }
 
   function addAlarm(alarm) {
     state.alarms.unshift(alarm);
     state.alarms.length = Math.min(state.alarms.length, MAX_ALARMS);
-    renderAlarms();
+    render(renderAlarms);
   }
 
   // --- run history --------------------------------------------------------------
@@ -481,6 +624,9 @@
     const current = select.value;
     const names = [...state.sources.keys()];
     if (current && !names.includes(current)) names.push(current);
+    const key = JSON.stringify(names);
+    if (key === filterKey) return;
+    filterKey = key;
     select.replaceChildren(el("option", {value: ""}, "all sources"),
                            ...names.map((n) => el("option", {value: n}, n)));
     select.value = current;
@@ -494,20 +640,36 @@
     return `/runs?${params}`;
   }
 
+  const RUN_CELLS = ["td > button.link", "", "time", "num", "num", "num", "num", "num", "num", "num",
+                     "num", "num", "error-text"];
+
+  /** A run's row; a click on it opens or closes it (one listener on the table: onRunsClick). */
   function runRow(r) {
     const open = state.expanded.has(r.id);
-    const toggle = el("button", {type: "button", className: "link", ariaExpanded: String(open)},
-                      `${open ? "▾" : "▸"} ${r.id}`);
-    const errorCell = td(r.error || "", "error-text");
-    if (r.error) errorCell.title = r.error;
-    const started = td(fmtTime(r.started_at), "time");
-    started.title = `${r.started_at} → ${r.finished_at} (daemon ${r.daemon})`;
-    const row = el("tr", {className: `run run-${r.state}`, dataset: {run: String(r.id)}},
-      el("td", {}, toggle), td(r.source), started, td(fmtSeconds(r.seconds), "num"),
-      num(r.taken), num(r.synchronized), num(r.not_used), num(r.erroneous), num(r.failed),
-      num(r.skipped), num(r.files), td(fmtBytes(r.bytes), "num"), errorCell);
-    row.addEventListener("click", () => toggleRun(r.id));
+    const row = cloneRow("run", RUN_CELLS);
+    const c = row.cells;
+    row.className = `run run-${r.state}`;
+    row.dataset.run = String(r.id);
+    const toggle = c[0].firstChild;
+    toggle.setAttribute("aria-expanded", String(open));
+    toggle.textContent = `${open ? "▾" : "▸"} ${r.id}`;
+    c[1].textContent = r.source;
+    c[2].textContent = fmtTime(r.started_at);
+    c[2].title = `${r.started_at} → ${r.finished_at} (daemon ${r.daemon})`;
+    c[3].textContent = fmtSeconds(r.seconds);
+    const counts = [r.taken, r.synchronized, r.not_used, r.erroneous, r.failed, r.skipped, r.files];
+    for (let i = 0; i < counts.length; i += 1) c[4 + i].textContent = fmtNumber(counts[i]);
+    c[11].textContent = fmtBytes(r.bytes);
+    if (r.error) {
+      c[12].textContent = r.error;
+      c[12].title = r.error;
+    }
     return row;
+  }
+
+  function onRunsClick(ev) {
+    const row = ev.target.closest("tr.run");
+    if (row && row.dataset.run) toggleRun(Number(row.dataset.run));
   }
 
   function runDetailRow(id) {
@@ -533,29 +695,29 @@
     return el("tr", {className: "run-detail", dataset: {detail: String(id)}}, cell);
   }
 
-  function runRows(r) {
-    return state.expanded.has(r.id) ? [runRow(r), runDetailRow(r.id)] : [runRow(r)];
+  /** A run's row (a run never changes: its key is whether it is open) and, open, its calls. */
+  function runItems(r) {
+    const detail = state.expanded.get(r.id);
+    const row = {id: `r${r.id}`, key: detail ? "open" : "closed", build: () => runRow(r)};
+    if (!detail) return [row];
+    return [row, {id: `d${r.id}`, key: String(detail.version), build: () => runDetailRow(r.id)}];
   }
 
   function renderRuns() {
-    document.querySelector("#runs tbody").replaceChildren(...state.runs.flatMap(runRows));
-    $("runs-older").hidden = state.nextBefore === null || state.nextBefore === undefined;
+    syncRows(document.querySelector("#runs tbody"), shown.runs, state.runs.flatMap(runItems));
+    setProp($("runs-older"), "hidden", state.nextBefore === null || state.nextBefore === undefined);
     renderRunsCount();
   }
 
   function renderRunsCount() {
     const n = state.runs.length;
-    $("runs-status").textContent = n ? `${n} run${n === 1 ? "" : "s"} shown` : "no run yet";
+    setText($("runs-status"), n ? `${n} run${n === 1 ? "" : "s"} shown` : "no run yet");
   }
 
   function rerenderRun(id) {
-    const r = state.runs.find((x) => x.id === id);
-    const tbody = document.querySelector("#runs tbody");
-    const row = tbody.querySelector(`tr[data-run="${id}"]`);
-    if (!r || !row) return;
-    const detail = tbody.querySelector(`tr[data-detail="${id}"]`);
-    if (detail) detail.remove();
-    row.replaceWith(...runRows(r));
+    const detail = state.expanded.get(id);
+    if (detail) detail.version += 1;
+    renderRuns();
   }
 
   async function loadRuns() {
@@ -592,8 +754,7 @@
       return;
     }
     state.runs.unshift(...newer);
-    document.querySelector("#runs tbody").prepend(...newer.flatMap(runRows));
-    renderRunsCount();
+    renderRuns();   // keyed: only the new rows are built
   }
 
   function scheduleRunsRefresh() {
@@ -607,7 +768,7 @@
       rerenderRun(id);
       return;
     }
-    state.expanded.set(id, {calls: [], nextAfter: null, loading: true, error: null});
+    state.expanded.set(id, {calls: [], nextAfter: null, loading: true, error: null, version: 0});
     rerenderRun(id);
     await loadRunCalls(id, true);
   }
@@ -632,12 +793,16 @@
 
   // --- status and live events -----------------------------------------------------
 
-  function applyStatus(status) {
+  function takeStatus(status) {
     state.daemon = status.daemon;
     state.config = status.config;
     state.sources = new Map(status.sources.map((s) => [s.sysname, s]));
     state.jobs = new Map(status.jobs.map((j) => [j.source, j]));
     state.targets = status.target_paths;
+  }
+
+  /** The header, the sources and the target paths; jobs once the first paint is done. */
+  function renderStatus() {
     renderDaemon();
     renderConfig();
     renderSources();
@@ -645,12 +810,19 @@
     renderJobs();
   }
 
+  /** A whole status (the snapshot that opens the event stream, or after a reload):
+   *  keyed renders, so the same status as shown costs no DOM change. */
+  function applyStatus(status) {
+    takeStatus(status);
+    render(renderStatus);
+  }
+
   /** A reload may remove sources, and no event says so: then the whole status is read again. */
   async function onDaemonEvent(daemon) {
     const reloaded = state.daemon && state.daemon.config_loaded_at !== daemon.config_loaded_at;
     state.daemon = daemon;
-    renderDaemon();
-    renderSources();
+    render(renderDaemon);
+    render(renderSources);
     if (!reloaded) return;
     const res = await api("GET", "/status");
     if (res.ok) applyStatus(res.data);
@@ -659,8 +831,8 @@
   const HANDLERS = {
     snapshot: applyStatus,
     source: updateSource,
-    job: (job) => { state.jobs.set(job.source, job); renderJobs(); },
-    target: (paths) => { state.targets = paths; renderTargets(); },
+    job: (job) => { state.jobs.set(job.source, job); render(renderJobs); },
+    target: (paths) => { state.targets = paths; render(renderTargets); },
     daemon: onDaemonEvent,
     cycle: (cycle) => { if (cycle.run_id !== null && cycle.run_id !== undefined) scheduleRunsRefresh(); },
     alarm: addAlarm,
@@ -668,9 +840,11 @@
 
   function setLive(mode) {
     const node = $("live");
-    node.className = `live ${mode}`;
-    document.body.classList.toggle("stale", mode === "down");   // what is shown may be old
-    node.textContent = {live: "live", connecting: "connecting…", down: "disconnected: reconnecting…"}[mode];
+    setProp(node, "className", `live ${mode}`);
+    if (document.body.classList.contains("stale") !== (mode === "down")) {
+      document.body.classList.toggle("stale", mode === "down");   // what is shown may be old
+    }
+    setText(node, {live: "live", connecting: "connecting…", down: "disconnected: reconnecting…"}[mode]);
   }
 
   function connectEvents() {
@@ -691,18 +865,35 @@
     }
   }
 
-  async function initialStatus() {
+  /** The status the server embedded in the page (null: none, or unreadable). */
+  function embeddedStatus() {
     const node = $("initial-status");
     if (node && node.textContent.trim()) {
       try { return JSON.parse(node.textContent); } catch { console.warn("bad initial status"); }
     }
-    const res = await api("GET", "/status");
-    if (res.ok) return res.data;
-    showNotice(`Cannot load the status: ${errorText(res)}`, "error");
     return null;
   }
 
-  async function init() {
+  async function fetchStatus() {
+    const res = await api("GET", "/status");
+    if (res.ok) applyStatus(res.data);
+    else showNotice(`Cannot load the status: ${errorText(res)}`, "error");
+  }
+
+  /** What the first paint does not need: jobs, alarms, the runs filter, then the
+   *  event stream (its snapshot is a no-op when nothing changed) and the runs. */
+  function renderTheRest() {
+    state.full = true;
+    renderJobs();
+    renderAlarms();
+    renderRunsFilter();
+    connectEvents();
+    loadRuns();
+    setInterval(tick, 5000);
+    document.addEventListener("visibilitychange", tick);   // ticks skip hidden pages
+  }
+
+  function init() {
     $("login-form").addEventListener("submit", onLogin);
     $("logout-button").addEventListener("click", onLogout);
     $("reload-button").addEventListener("click", onReload);
@@ -710,13 +901,16 @@
     $("runs-source").addEventListener("change", loadRuns);
     $("runs-refresh").addEventListener("click", loadRuns);
     $("runs-older").addEventListener("click", loadOlderRuns);
-    setAuth(loadAuth());
-    renderAlarms();
-    const status = await initialStatus();
-    if (status) applyStatus(status);
-    connectEvents();
-    loadRuns();
-    setInterval(tick, 5000);
+    document.querySelector("#runs tbody").addEventListener("click", onRunsClick);
+    // the first paint: header, sources and target paths, synchronously from the embedded status
+    const status = embeddedStatus();
+    if (status) takeStatus(status);
+    setAuth(loadAuth());   // renders the login state and the sources
+    renderDaemon();
+    renderConfig();
+    renderTargets();
+    if (!status) fetchStatus();
+    afterPaint(renderTheRest);
   }
 
   init();
