@@ -751,22 +751,6 @@ def explain(server: PgServer, hist: dict) -> list[dict]:
                 entry["error"] = f"{type(exc).__name__}: {exc}"[:200]
             out.append(entry)
         conn.execute("RESET plan_cache_mode")
-        # which plan PostgreSQL settles on (plan_cache_mode auto) when one prepared
-        # statement serves the mix of pages the measured requests ask for
-        runs_params = [p for label, text, p in queries if label.startswith("runs:")]
-        text = queries[0][1]
-        try:
-            conn.execute(f"PREPARE bench_mix AS {text}")
-            for k in range(4 * len(runs_params)):
-                params = runs_params[k % len(runs_params)]
-                conn.execute(psql.SQL("EXECUTE bench_mix ({})").format(
-                    psql.SQL(", ").join(psql.Literal(p) for p in params)))
-            generic, custom = conn.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements"
-                                           " WHERE name = 'bench_mix'").fetchone()
-            out.append({"label": f"runs page statement, plan_cache_mode auto, {4 * len(runs_params)} "
-                                 "executions of the measured mix", "auto": {"generic": generic, "custom": custom}})
-        except Exception as exc:  # noqa: BLE001
-            out.append({"label": "plan_cache_mode auto", "error": f"{type(exc).__name__}: {exc}"[:200]})
     return out
 
 

@@ -13,8 +13,9 @@ RUN_COLUMNS = ("id", "source", "daemon", "started_at", "finished_at", "state", "
 _SELECT_RUN = f"SELECT {', '.join(RUN_COLUMNS)} FROM synchrod.runs"
 
 # Newest first; $1 `before` is the previous page's last id (keyset pagination).
-# One statement per shape, never "($n IS NULL OR ...)": a prepared statement's
-# generic plan must still be an index range scan (runs(id), runs(source, id)).
+# One statement per shape, never "($n IS NULL OR ...)", whose index conditions
+# only a custom plan finds (synchrod's connections force custom plans, see
+# dbconn.server_settings: a rarely-seen source then uses runs(source, id DESC)).
 _RUNS = _SELECT_RUN + " WHERE id < $1 ORDER BY id DESC LIMIT $2"
 _SOURCE_RUNS = _SELECT_RUN + " WHERE source = $3 AND id < $1 ORDER BY id DESC LIMIT $2"
 _NO_BEFORE = 2 ** 63 - 1
