@@ -20,6 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from conftest import NOW, REPO, SYNCHROD
@@ -31,6 +32,9 @@ SEED = int(os.environ.get("SYNCHROD_CHAOS_SEED", "20261122"))
 KILLS = 24
 MIN_KILLS = 20
 DELAY = (0.3, 3.0)          # seconds after start: start-up (0.5-1 s), cycles, sleeps
+# Cycles are short next to the sleep between them, so random moments alone may all
+# miss one; every third kill waits for copies under way (journaled, not committed)
+TARGETED_EVERY = 3
 CALLS_PER_PERIOD = 100
 DRAIN_TIMEOUT = 120         # seconds for the last, uninterrupted run
 
@@ -104,6 +108,21 @@ def _population(rng: random.Random):
     rng.shuffle(rec1)
     rng.shuffle(rec2)
     return rec1, rec2, eligible, ineligible, winner
+
+
+def _wait_for_copies(env, proc, limit: float) -> bool:
+    """Until the daemon journals files it is about to copy (a cycle between its
+    steps), it exits, or ``limit`` seconds pass."""
+    deadline = time.monotonic() + limit
+    with psycopg.connect(env.target_dsn(), autocommit=True) as conn:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if conn.execute("SELECT EXISTS (SELECT 1 FROM synchrod.pending_files)").fetchone()[0]:
+                    return True
+            except psycopg.errors.UndefinedTable:  # the first run is still migrating
+                pass
+            time.sleep(0.005)
+    return False
 
 
 def _snapshot(env) -> dict:
@@ -209,7 +228,11 @@ def test_chaos_sigkill_while_draining(env, tmp_path):
         t_start = time.time()
         proc, out, err = _start(env, log_dir, k)
         try:
-            time.sleep(delay)
+            if k % TARGETED_EVERY == TARGETED_EVERY - 1:
+                _wait_for_copies(env, proc, DELAY[1] + 2)
+                time.sleep(rng.uniform(0, 0.02))
+            else:
+                time.sleep(delay)
             assert proc.poll() is None, (f"{tag}: run {k} exited on its own with "
                                          f"{proc.returncode}\n{_tail(err)}\n{_tail(out)}")
             proc.send_signal(signal.SIGKILL)
