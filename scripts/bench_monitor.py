@@ -300,7 +300,8 @@ def fill_history(server: PgServer, args) -> dict:
         f"{args.attempts_per_source * len(names):,} attempts, in {time.perf_counter() - t0:.1f} s")
     return {"runs": n, "run_calls": ncalls, "size": size, "has_state": has_state,
             "min_id": ids[0], "max_id": ids[1], "mid_id": pick[0], "mid_source": pick[1],
-            "deep_id": ids[0] + 60, "quiet_source": quiet, "first_source": names[0]}
+            "deep_id": ids[0] + 60, "quiet_source": quiet, "first_source": names[0],
+            "sources": names}
 
 
 def log_slow_statements(server: PgServer, on: bool) -> None:
@@ -705,10 +706,9 @@ def measure_browser(url: str, nsources: int, loads: int, warmup: int) -> dict:
 # --- EXPLAIN ------------------------------------------------------------------------------------
 
 def server_queries(hist: dict) -> list[tuple[str, str, list]]:
-    """The server's own history reads (synchrod.replay.history, monitor.board), with
+    """The server's own history reads (synchrod.replay.history, .reads), with
     the parameters the measured requests give them."""
-    from synchrod.monitor import board
-    from synchrod.replay import history as h
+    from synchrod.replay import history as h, reads
     mid, src, quiet, deep = hist["mid_id"], hist["mid_source"], hist["quiet_source"], hist["deep_id"]
     return [  # the pages in the order the measurement asks for them
         ("runs: newest page", h._RUNS, [h._NO_BEFORE, 51]),
@@ -719,7 +719,8 @@ def server_queries(hist: dict) -> list[tuple[str, str, list]]:
         ("runs: the quiet source", h._SOURCE_RUNS, [h._NO_BEFORE, 51, quiet]),
         ("one run", h._RUN, [mid]),
         ("calls of a run, a page", h._RUN_CALLS, [mid, 0, 1001]),
-        ("board: attempts per source (every 5 s)", board._ATTEMPTS, []),
+        ("board: attempts per source (every 5 s)", reads._ATTEMPT_COUNTS,
+         [hist["sources"]]),
     ]
 
 

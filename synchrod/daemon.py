@@ -263,12 +263,16 @@ class Daemon:
                                              s.sysname in held)
                 for s in engine.config.sources if s.sysname in engine.sources}
 
-    def snapshot(self) -> dict:
+    def identity(self) -> dict:
+        """The daemon itself: what it publishes and the monitor shows besides sources."""
         return {"name": self.engine.daemon_name, "host": self.host, "pid": self.pid,
                 "version": self.version, "config_path": self.path,
                 "config_loaded_at": self.config_loaded_at, "config_error": self.config_error,
                 "config_error_at": self.config_error_at, "state": self.state,
-                "sources": self.source_bases(), "started_at": self.started_at}
+                "started_at": self.started_at}
+
+    def snapshot(self) -> dict:
+        return {**self.identity(), "sources": self.source_bases()}
 
     def status_line(self) -> str:
         """One line for systemctl status (sd_notify STATUS=)."""

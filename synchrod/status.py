@@ -10,7 +10,7 @@ import asyncpg
 from . import views
 from .config import Config
 from .views import COUNT_KEYS
-from .replay import daemons
+from .replay import daemons, reads
 
 # the newest run of each source: one index probe per source, whatever the history
 _LAST_RUNS = """
@@ -18,13 +18,6 @@ SELECT r.* FROM unnest($1::text[]) AS s(name)
  CROSS JOIN LATERAL (SELECT source, finished_at, state, taken, synchronized, not_used,
                             erroneous, failed, skipped, error
                        FROM synchrod.runs WHERE source = s.name ORDER BY id DESC LIMIT 1) r
-"""
-# retrying: failed, waiting for their next try; erroneous: gave up (E or, without
-# mark_erroneous, retried hourly)
-_ATTEMPTS = """
-SELECT source, count(*) FILTER (WHERE next_try_at < 'infinity') AS retrying,
-       count(*) FILTER (WHERE next_try_at = 'infinity') AS erroneous
-  FROM synchrod.attempts WHERE source = ANY($1::text[]) GROUP BY source
 """
 
 
@@ -41,20 +34,15 @@ async def gather(cfg: Config | None, conn: asyncpg.Connection) -> dict:
     names = [s.sysname for s in sources_cfg]
     ready = await conn.fetchval("SELECT to_regclass('synchrod.runs') IS NOT NULL")
     last = {r["source"]: r for r in await conn.fetch(_LAST_RUNS, names)} if ready else {}
-    attempts = {r["source"]: r for r in await conn.fetch(_ATTEMPTS, names)} if ready else {}
-    owner_of: dict[str, dict] = {}
-    for d in live:
-        for name, st in d["sources"].items():
-            if st.get("owned"):
-                owner_of[name] = d
+    attempts = await reads.attempt_counts(conn, names) if ready else {}
+    owner_of = daemons.owners(live)
     now = dt.datetime.now(dt.timezone.utc)
     sources, jobs = [], []
     for s in sources_cfg:
-        run, att, owner = last.get(s.sysname), attempts.get(s.sysname), owner_of.get(s.sysname)
+        run, owner = last.get(s.sysname), owner_of.get(s.sysname)
         base = owner["sources"][s.sysname] if owner else _unowned_base(s, run)
-        retrying, erroneous = (att["retrying"], att["erroneous"]) if att else (0, 0)
         view = views.source_view(s.sysname, base, now, owner["name"] if owner else None,
-                                 retrying, erroneous)
+                                 *attempts.get(s.sysname, (0, 0)))
         if view["state"] == "standby" and not any(s.sysname in d["sources"] for d in live):
             view["state"] = "unowned"  # no running daemon has it in its configuration
         sources.append(view)

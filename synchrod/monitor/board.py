@@ -14,7 +14,7 @@ import structlog
 
 from .. import media, views
 from ..dbconn import redact
-from ..replay import controls, daemons
+from ..replay import controls, daemons, reads
 from .events import Hub
 
 log = structlog.get_logger("synchrod.monitor")
@@ -22,12 +22,6 @@ log = structlog.get_logger("synchrod.monitor")
 TICK = 0.5            # seconds between checks for changes to send as events
 SLOW_REFRESH = 5.0    # seconds between reads of the database and of the target filesystems
 STATFS_TIMEOUT = 5.0
-
-_ATTEMPTS = """
-SELECT source, count(*) FILTER (WHERE next_try_at < 'infinity') AS retrying,
-       count(*) FILTER (WHERE next_try_at = 'infinity') AS erroneous
-  FROM synchrod.attempts GROUP BY source
-"""
 
 
 def _now() -> dt.datetime:
@@ -50,9 +44,8 @@ class Board:
         return self.daemon.source_bases()
 
     def source(self, sysname: str, base: dict, now: dt.datetime) -> dict:
-        owner = self.daemon.engine.daemon_name if base["owned"] else self.owners.get(sysname)
-        retrying, erroneous = self.attempts.get(sysname, (0, 0))
-        return views.source_view(sysname, base, now, owner, retrying, erroneous)
+        return views.source_view(sysname, base, now, self._owner(sysname, base),
+                                 *self.attempts.get(sysname, (0, 0)))
 
     def sources(self) -> list[dict]:
         now = _now()
@@ -66,12 +59,9 @@ class Board:
         return self.daemon.engine.daemon_name if base["owned"] else self.owners.get(name)
 
     def daemon_view(self) -> dict:
-        d = self.daemon
-        return {"name": d.engine.daemon_name, "host": d.host, "pid": d.pid,
-                "version": d.version, "state": d.state, "started_at": views.iso(d.started_at),
-                "config_path": d.path, "config_loaded_at": views.iso(d.config_loaded_at),
-                "config_error": d.config_error, "config_error_at": views.iso(d.config_error_at),
-                "users_configured": bool(d.engine.config.monitor.users)}
+        view = {k: views.iso(v) for k, v in self.daemon.identity().items()}
+        view["users_configured"] = bool(self.daemon.engine.config.monitor.users)
+        return view
 
     def config_view(self) -> dict:
         c = self.daemon.engine.config
@@ -132,16 +122,11 @@ class Board:
         ready = self.daemon.engine.schema_ready
         async with db() as conn:
             live = await daemons.live(conn)
-            rows = await conn.fetch(_ATTEMPTS) if ready else []
+            names = [s.sysname for s in self.daemon.engine.config.sources]
+            self.attempts = await reads.attempt_counts(conn, names) if ready else {}
             if ready:
                 tokens.adopt_revoked(await controls.revoked(conn))
-        owners = {}
-        for d in live:
-            for name, st in d["sources"].items():
-                if st.get("owned"):
-                    owners[name] = d["name"]
-        self.owners = owners
-        self.attempts = {r["source"]: (r["retrying"], r["erroneous"]) for r in rows}
+        self.owners = {name: d["name"] for name, d in daemons.owners(live).items()}
 
     # --- live events ---------------------------------------------------------------
     def on_cycle(self, rt, res) -> None:

@@ -54,3 +54,8 @@ async def live(conn: asyncpg.Connection) -> list[dict]:
         row["sources"] = json.loads(row["sources"]) if row["sources"] else {}
         out.append(row)
     return out
+
+
+def owners(live: list[dict]) -> dict[str, dict]:
+    """Source → the live daemon (its row) that holds the source's lock."""
+    return {name: d for d in live for name, st in d["sources"].items() if st.get("owned")}

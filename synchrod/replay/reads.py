@@ -89,3 +89,19 @@ async def resync_cursor(conn: asyncpg.Connection, source: str):
     if row is None or row["resync_cursor_ts"] is None:
         return None
     return row["resync_cursor_ts"], row["resync_cursor_id"]
+
+
+# retrying: failed, waiting for their next try; given up: E, or without
+# mark_erroneous retried only when the operator asks
+_ATTEMPT_COUNTS = """
+SELECT source, count(*) FILTER (WHERE next_try_at < 'infinity') AS retrying,
+       count(*) FILTER (WHERE next_try_at = 'infinity') AS erroneous
+  FROM synchrod.attempts WHERE source = ANY($1::text[]) GROUP BY source
+"""
+
+
+async def attempt_counts(conn: asyncpg.Connection,
+                         sources: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Source → (calls retrying, calls given up)."""
+    return {r["source"]: (r["retrying"], r["erroneous"])
+            for r in await conn.fetch(_ATTEMPT_COUNTS, list(sources))}
