@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench bench-monitor clean
+.PHONY: install demo test test-fast bench bench-monitor dist clean
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ bench: install
 # /api/v1/status, /monitor/ and first paint with 50 sources and 10,000 cycles of history.
 bench-monitor: install
 	$(BIN)/python scripts/bench_monitor.py $(BENCH_MONITOR_ARGS)
+
+# An sdist and a wheel (built from that sdist, as `python -m build` does) in dist/.
+dist: install
+	rm -rf dist build
+	$(BIN)/python -m build --outdir dist .
 
 clean:
 	rm -rf $(VENV) .demo .bench build dist *.egg-info

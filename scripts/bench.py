@@ -8,8 +8,17 @@
     d  peak memory draining 100,000 small calls (copy mode, 1,000 per cycle)
 
 Everything runs against one embedded PostgreSQL started with fast=False (fsync
-on: real durability) under .bench/ (removed at start). The figures are
-printed as a table and written to .bench/results.json.
+on: real durability) under .bench/ (removed at start). Recorder and replay
+databases hold the real CallREC schema of the version ``--schema`` names:
+``current`` (the default) or ``legacy`` (``make bench BENCH_ARGS='--schema
+legacy'``), the older CallREC before the later migrations, whose replay
+database keeps voice tags on cfiles, which synchrod cannot write there, so
+``synchronize_voice_tags`` is off for it. The figures are printed as a table
+and written to .bench/results.json: this run's under ``results`` (each figure
+with its ``schema``), and under ``by_schema.<schema>.<full|quick>`` the latest
+figure of every benchmark of that schema and size, carried over from run to
+run, so both schemas' figures can be shown side by side and a ``--quick`` or
+``--only`` run does not erase a full run's figures.
 """
 from __future__ import annotations
 
@@ -65,9 +74,10 @@ def say(text: str = "") -> None:
 # --- environment ---------------------------------------------------------------------
 
 class Bench:
-    def __init__(self, server: PgServer):
+    def __init__(self, server: PgServer, schema: str = "current"):
         self.server = server
         self.admin = server.dsn("postgres")
+        self.schema = schema
 
     def dsn(self, db: str) -> str:
         return self.server.dsn(db)
@@ -80,7 +90,10 @@ class Bench:
                target: Path, mount: Path) -> Path:
         raw = {
             "synchro": {"sleep_period": 10, "calls_per_period": calls_per_period,
-                        "only_finished": True, "only_processed": True, "verify": "size"},
+                        "only_finished": True, "only_processed": True, "verify": "size",
+                        # a legacy replay database keeps voice tags on cfiles: synchrod refuses
+                        # to write them there (and the bulk calls have none)
+                        "synchronize_voice_tags": self.schema != "legacy"},
             "target": {"sysname": "replay", "database": self.dsn(f"{name}_replay"),
                        "default_path": str(target), "default_watermark": 99},
             "sources": [{"sysname": "rec", "database": self.dsn(f"{name}_rec"),
@@ -351,7 +364,10 @@ def profile_drain(cfg_path: Path, label: str) -> None:
     saved = []
 
     def patch(owner, attr, key):
-        orig = getattr(owner, attr)
+        orig = getattr(owner, attr, None)
+        if orig is None:  # synchrod changed: say so rather than fail the benchmark
+            say(f"[{label}] profile: {owner.__name__}.{attr} not found, not timed")
+            return
         saved.append((owner, attr, orig))
         if asyncio.iscoroutinefunction(orig):
             @functools.wraps(orig)
@@ -373,15 +389,17 @@ def profile_drain(cfg_path: Path, label: str) -> None:
                     calls[key(a)] += 1
         setattr(owner, attr, wrapper)
 
-    for owner, attr in [(cycle, "_repair"), (recorder, "load_batch"), (cycle, "transfer"),
-                        (journal, "record_intents"), (cycle, "commit_batch"), (recorder, "mark"),
+    for owner, attr in [(cycle, "_repair"), (recorder.Recorder, "load_batch"), (cycle, "transfer"),
+                        (journal, "record_intents"), (cycle, "commit_batch"), (recorder.Recorder, "mark"),
                         (cycle, "_finish"), (cycle, "_remove"), (cycle, "sync_speech_tags")]:
         patch(owner, attr, lambda a, n=f"{owner.__name__.split('.')[-1]}.{attr}": n)
     for owner, attr in [(transfer, "_deliver_files"), (media, "copy_to"), (media, "locate"),
                         (media, "syncfs")]:
         patch(owner, attr, lambda a, n=f"[pool] {owner.__name__.split('.')[-1]}.{attr}": n)
-    for meth in ("execute", "fetch", "fetchval", "fetchrow"):
+    for meth in ("execute", "executemany", "fetch", "fetchval", "fetchrow"):
         patch(apc.Connection, meth, _sql_key)
+    # COPY into callrec.couples/cfiles (CallREC's row triggers fire there)
+    patch(apc.Connection, "copy_records_to_table", lambda a: f"SQL COPY {a[1]} (copy_records_to_table)")
     cfg = from_dict(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
     logs.setup("warning", "json")
 
@@ -411,8 +429,24 @@ def profile_drain(cfg_path: Path, label: str) -> None:
 
 # --- main ----------------------------------------------------------------------------------------------
 
-def table(results: dict) -> list[str]:
-    rows = [("bench", "figure", "target", "met")]
+def previous_by_schema() -> dict:
+    """schema -> full|quick -> {"results": bench -> figures, "table": lines}
+    from an earlier results.json (a file from before --schema has none: the
+    schema of its figures is unknown, they are not kept)."""
+    try:
+        old = json.loads((BENCH / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    by_schema = old.get("by_schema") if isinstance(old, dict) else None
+    if not isinstance(by_schema, dict):
+        return {}
+    return {schema: {size: runs[size] for size in ("full", "quick")
+                     if isinstance(runs.get(size), dict) and isinstance(runs[size].get("results"), dict)}
+            for schema, runs in by_schema.items() if schema in recorders.VERSIONS and isinstance(runs, dict)}
+
+
+def table(results: dict, schema: str) -> list[str]:
+    rows = [(f"bench ({schema})", "figure", "target", "met")]
     if "a" in results:
         a = results["a"]
         rows.append(("a copy", f"{a['best_synchrod_s']:.2f} s vs cp+sync {a['best_cp_sync_s']:.2f} s = "
@@ -446,6 +480,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: a sanity run, not figures")
     ap.add_argument("--only", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    ap.add_argument("--schema", choices=recorders.VERSIONS, default="current",
+                    help="CallREC version of the recorder and replay databases (default current)")
     ap.add_argument("--profile", action="store_true",
                     help="after a and b, drain once more in-process with every phase and SQL "
                          "statement timed, and print where the time goes")
@@ -458,34 +494,45 @@ def main() -> int:
     old = BENCH / "pg"
     if (old / "data" / "postmaster.pid").exists():
         PgServer(old).stop("immediate")
+    by_schema = previous_by_schema()
     shutil.rmtree(BENCH, ignore_errors=True)
     BENCH.mkdir()
     os.chmod(BENCH, 0o755)
+    if by_schema:  # the figures of earlier runs survive a run that fails
+        (BENCH / "results.json").write_text(json.dumps({"by_schema": by_schema}, indent=2))
     server = PgServer(BENCH / "pg", fast=False).start()
-    say(f"embedded PostgreSQL (fsync on) in {server.root}; sizes: {'quick' if args.quick else 'full'}")
+    say(f"embedded PostgreSQL (fsync on) in {server.root}; sizes: {'quick' if args.quick else 'full'}; "
+        f"CallREC schema: {args.schema}")
     results: dict = {}
     t_all = time.perf_counter()
     try:
-        recorders.create_template(server.dsn("postgres"), TEMPLATE, server.dsn)
-        b = Bench(server)
+        recorders.create_template(server.dsn("postgres"), TEMPLATE, server.dsn, args.schema)
+        b = Bench(server, args.schema)
         steps = {"a": bench_copy, "b": bench_link, "c": bench_idle, "d": bench_memory}
         for key in only:
             t0 = time.perf_counter()
-            results[key] = steps[key](b, sz, args.profile)
+            results[key] = {"schema": args.schema, **steps[key](b, sz, args.profile)}
             results[key]["bench_seconds"] = time.perf_counter() - t0
             shutil.rmtree(BENCH / key, ignore_errors=True)  # media of a finished bench
     finally:
         server.destroy()
-    lines = table(results)
+    lines = table(results, args.schema)
     say()
     for line in lines:
         say(line)
-    meta = {"quick": args.quick, "sizes": sz, "cpus": os.cpu_count(), "kernel": os.uname().release,
+    meta = {"schema": args.schema, "quick": args.quick, "sizes": sz, "cpus": os.cpu_count(),
+            "kernel": os.uname().release,
             "rss_source": "GNU time -v" if GNU_TIME else "getrusage(RUSAGE_CHILDREN)",
             "total_seconds": time.perf_counter() - t_all,
             "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    (BENCH / "results.json").write_text(json.dumps({"meta": meta, "results": results, "table": lines},
-                                                   indent=2))
+    size = "quick" if args.quick else "full"
+    kept = by_schema.setdefault(args.schema, {}).setdefault(size, {"results": {}})
+    for key, figures in results.items():
+        kept["results"][key] = {**figures, "when": meta["when"], "cpus": meta["cpus"]}
+    kept["results"] = dict(sorted(kept["results"].items()))
+    kept["table"] = table(kept["results"], args.schema)
+    (BENCH / "results.json").write_text(json.dumps({"meta": meta, "results": results, "table": lines,
+                                                    "by_schema": by_schema}, indent=2))
     say(f"\nresults written to {(BENCH / 'results.json').relative_to(REPO)}")
     return 0
 

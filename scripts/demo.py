@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""synchrod demo: two recorders, one replay server, a few hundred real calls.
+"""synchrod demo: three recorders, one replay server, a few hundred real calls.
 
 Run by ``make demo``. Everything lives under ``.demo/`` in the repository:
 
-    .demo/pg/            an embedded PostgreSQL (recorders rec1, rec2 and replay)
-    .demo/mnt/rec1, rec2 the recorders' media as the replay server mounts them
+    .demo/pg/            an embedded PostgreSQL (recorders rec1, rec2, rec3; replay)
+    .demo/mnt/rec1, ...  the recorders' media as the replay server mounts them
     .demo/replay/        the replay server's target paths
     .demo/synchrod.yaml  the configuration synchrod runs with
 
+The databases hold the real CallREC schema (synchrod.testing.callrec_schema).
 The demo builds the recorders (good calls, calls recorded by both recorders
-in different quality, broken calls), runs ``synchrod check`` and
-``synchrod once --until-idle`` twice as a user would, then reports what
-happened from the databases and the disk. Then it runs the daemon
+in different quality, broken calls, speech tags the replay database is the
+master of), runs ``synchrod check`` and ``synchrod once --until-idle`` twice
+as a user would, then reports what happened from the databases and the disk.
+Three scenes follow: a protected call a better copy must not replace, a
+third recorder (rec3) that is an old SQL_ASCII database holding Latin-1
+text, and a recorder restored from a backup that hands out the same ids
+again. Then it runs the daemon
 (``synchrod run``) as systemd would: new calls recorded while it sleeps,
 ``synchrod run-now``, a lost file restored and ``synchrod retry``,
 ``synchrod status``, SIGTERM. The server is destroyed at the end unless
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -55,6 +61,10 @@ PG_ROOT = DEMO / "pg"
 STATE = DEMO / "server.json"          # how to stop a server left by `--keep`
 CONFIG = DEMO / "synchrod.yaml"
 MOUNTS = {"rec1": DEMO / "mnt" / "rec1", "rec2": DEMO / "mnt" / "rec2"}
+# the third recorder of the Latin-1 scene: an old SQL_ASCII installation
+LATIN_REC = "rec3"
+LATIN_MOUNT = DEMO / "mnt" / LATIN_REC
+LATIN_DSN: dict[str, str] = {}   # its DSN once created (q() reads it as Latin-1)
 TARGET_PATHS = [DEMO / "replay" / "calls", DEMO / "replay" / "calls2"]
 TEMPLATE = "callrec_tpl"
 REPLAY_DB = "replay"
@@ -128,8 +138,8 @@ def good_calls(rec: str, count: int, first_minute: int) -> list[CallSpec]:
                         callingnr=f"+4202{i:07d}", description=f"{rec} call {i}")
         if i % 5 == 0:
             spec.extdata = [("agent", f"agent{i % 7}"), ("queue", "sales" if i % 2 else "support")]
-        if i % 7 == 0:
-            spec.voice_tags = [("greeting", 500), ("hold", 1000 * (i % 30))]
+        if i % 7 == 0:  # phrases of the replay database's definitions (they map by text)
+            spec.voice_tags = [("thank you for calling", 500), ("please hold", 1000 * (i % 30))]
         if i % 25 == 1:  # a transfer: two couples of one call
             spec.call_key = f"{rec}-xfer-{i}"
             other = CallSpec(sid=f"{sid}-xfer", start=spec.start + dt.timedelta(seconds=30),
@@ -149,10 +159,10 @@ def duplicated_calls(per_kind: int) -> tuple[list[CallSpec], list[CallSpec]]:
             start = ts(900 + i * 3 + len(r1))
             a = CallSpec(sid=sid, start=start, length=30, files=[wav(sid, 0, 1.0), wav(sid, 1, 1.0)],
                          extdata=[("recorded_by", "rec1"), ("agent", "alice")],
-                         voice_tags=[("rec1-tag", 100)])
+                         voice_tags=[("good morning", 100, 900, 91.0, "L")])
             b = CallSpec(sid=sid, start=start, length=30, files=[wav(sid, 0, 1.0), wav(sid, 1, 1.0)],
                          extdata=[("recorded_by", "rec2"), ("customer", "ACME")],
-                         voice_tags=[("rec2-tag", 200)])
+                         voice_tags=[("not happy", 2000, 2600, 77.5, "R")])
             if kind == "state":
                 a.state = "DECODED"
             elif kind == "streams":
@@ -170,8 +180,8 @@ def broken_calls(rec: str) -> list[CallSpec]:
         CallSpec(sid=f"{rec}-broken-missing", start=t, description="file never written",
                  files=[FileSpec("AUDIO", f"/calls/lost/{rec}-missing.wav", size=48044, content="none")]),
         CallSpec(sid=f"{rec}-broken-unsafe", start=t + dt.timedelta(minutes=1),
-                 description="path escapes the mount",
-                 files=[FileSpec("AUDIO", "/calls/../../etc/passwd", content="none")]),
+                 description="a FIFO where the file should be (a reader would hang)",
+                 files=[FileSpec("AUDIO", f"/calls/odd/{rec}-fifo.wav", size=0, content="none")]),
         CallSpec(sid=f"{rec}-broken-size", start=t + dt.timedelta(minutes=2),
                  description="recorder says 999 bytes",
                  files=[FileSpec("AUDIO", f"/calls/odd/{rec}-size.wav", size=999)]),
@@ -181,18 +191,84 @@ def broken_calls(rec: str) -> list[CallSpec]:
     ]
 
 
+# The replay database is the master of the speech-analytics definitions:
+# tag -> (icon, its phrases). Phrases carry a confidence threshold.
+MASTER_TAGS = {
+    "Greeting": ("smile", ["good morning", "thank you for calling"]),
+    "Complaint": ("warning", ["not happy", "speak to your manager"]),
+    "Cancellation": ("exit", ["cancel my contract"]),
+    "Hold": (None, ["please hold"]),
+}
+# rec1 holds an old, drifted copy: another icon, an old phrase, an obsolete tag
+STALE_TAGS = {
+    "greeting": ("old-icon", ["hello", "good morning"]),
+    "Obsolete": (None, ["whatever"]),
+}
+
+
+def define_tags(dsn: str, tags: dict[str, tuple[str | None, list[str]]], confidence: float | None) -> None:
+    """Tags, their phrases and the tag_to_phrases links, as CallREC stores them
+    (phrases are shared: a phrase already there is linked, not duplicated)."""
+    with psycopg.connect(dsn) as conn:
+        for name, (icon, phrases) in tags.items():
+            (tagid,), = conn.execute(
+                "INSERT INTO callrec.speech_tags (tag_name, state, icon) VALUES (%s, 'READY', %s)"
+                " RETURNING tagid", (name, icon)).fetchall()
+            for text in phrases:
+                conn.execute("INSERT INTO callrec.speech_phrases (phrase_text, confidence, state, enabled)"
+                             " VALUES (%s, %s, 'READY', true) ON CONFLICT (phrase_text) DO UPDATE"
+                             " SET confidence = EXCLUDED.confidence", (text, confidence))
+                conn.execute("INSERT INTO callrec.tag_to_phrases (tagid, phraseid) SELECT %s, phraseid"
+                             " FROM callrec.speech_phrases WHERE phrase_text = %s", (tagid, text))
+
+
 def seed_speech_tags(replay_dsn: str, rec1_dsn: str) -> None:
-    with psycopg.connect(replay_dsn) as conn:
-        conn.execute("INSERT INTO callrec.speech_tags VALUES ('greeting', 'Agent greets the caller'),"
-                     " ('complaint', 'Customer complains'), ('cancel', 'Cancellation intent')")
-        conn.execute("INSERT INTO callrec.speech_phrases VALUES ('greeting', 'good morning'),"
-                     " ('greeting', 'thank you for calling'), ('complaint', 'not happy'),"
-                     " ('complaint', 'speak to your manager'), ('cancel', 'cancel my contract')")
-    with psycopg.connect(rec1_dsn) as conn:  # an old, drifted copy
-        conn.execute("INSERT INTO callrec.speech_tags VALUES ('greeting', 'old description'),"
-                     " ('obsolete', 'no longer used')")
-        conn.execute("INSERT INTO callrec.speech_phrases VALUES ('greeting', 'hello'),"
-                     " ('obsolete', 'whatever')")
+    define_tags(replay_dsn, MASTER_TAGS, confidence=60.0)
+    define_tags(rec1_dsn, STALE_TAGS, confidence=None)
+
+
+# What a database holds of the definitions, ids left out (ids differ between
+# databases; synchrod.speech.DIGEST covers the rows with their ids, so it only
+# tells whether one database changed, not whether two are identical).
+SPEECH_CONTENT = """
+SELECT md5(coalesce((SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+               SELECT concat_ws('|', lower(tag_name), tag_name, state, searchid, icon) AS x
+                 FROM callrec.speech_tags) t), '')
+           || E'\\x1c' ||
+           coalesce((SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+               SELECT concat_ws('|', phrase_text, confidence, interaction_count, last_count_date,
+                                state, enabled) AS x
+                 FROM callrec.speech_phrases) p), '')
+           || E'\\x1c' ||
+           coalesce((SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+               SELECT lower(t.tag_name) || '|' || p.phrase_text AS x
+                 FROM callrec.tag_to_phrases l
+                 JOIN callrec.speech_tags t ON t.tagid = l.tagid
+                 JOIN callrec.speech_phrases p ON p.phraseid = l.phraseid) l), ''))
+"""
+SPEECH_TAGS = """
+SELECT t.tag_name, coalesce(t.icon, '-'),
+       coalesce(string_agg(p.phrase_text, ' | ' ORDER BY p.phrase_text), '')
+  FROM callrec.speech_tags t
+  LEFT JOIN callrec.tag_to_phrases l ON l.tagid = t.tagid
+  LEFT JOIN callrec.speech_phrases p ON p.phraseid = l.phraseid
+ GROUP BY t.tagid, t.tag_name, t.icon ORDER BY lower(t.tag_name)
+"""
+UNTAGGED_PHRASES = """
+SELECT coalesce(string_agg(phrase_text, ' | ' ORDER BY phrase_text), '') FROM callrec.speech_phrases p
+ WHERE NOT EXISTS (SELECT 1 FROM callrec.tag_to_phrases l WHERE l.phraseid = p.phraseid)
+"""
+
+
+def show_speech_tags(dsns: dict[str, str], dbs) -> dict[str, str]:
+    """Prints each database's tags (with their phrases) and returns its content digest."""
+    for db in dbs:
+        tags = q(dsns[db], SPEECH_TAGS)
+        say(f"{db}: " + ("; ".join(f"{n} [{icon}]: {p}" for n, icon, p in tags) or "(none)"))
+        untagged = q(dsns[db], UNTAGGED_PHRASES)[0][0]
+        if untagged:
+            say(f"{' ' * len(db)}  phrases without a tag: {untagged}")
+    return {db: q(dsns[db], SPEECH_CONTENT)[0][0] for db in dbs}
 
 
 def build(server: PgServer) -> dict[str, str]:
@@ -213,15 +289,24 @@ def build(server: PgServer) -> dict[str, str]:
         link = MOUNTS[rec] / "calls" / "odd" / f"{rec}-link.wav"
         link.parent.mkdir(parents=True, exist_ok=True)
         os.symlink("/etc/hostname", link)
+        os.mkfifo(MOUNTS[rec] / "calls" / "odd" / f"{rec}-fifo.wav")
     seed_speech_tags(dsns[REPLAY_DB], dsns["rec1"])
+    try:  # CallREC's own schema already refuses a path that is not absolute and normalised
+        with psycopg.connect(dsns["rec1"]) as conn:
+            conn.execute("SELECT '/calls/../../etc/passwd'::callrec.localabspath")
+        refused = "accepted (!)"
+    except psycopg.errors.CheckViolation as exc:
+        refused = f"refused ({str(exc).splitlines()[0]})"
     nfiles = {rec: sum(1 for p in MOUNTS[rec].rglob("*.wav") if p.is_file() and not p.is_symlink())
               for rec in MOUNTS}
     for rec, calls in per_rec.items():
         say(f"{rec}: {len(calls)} couples, {nfiles[rec]} WAV files below {MOUNTS[rec]}")
     say(f"duplicated sids (on both recorders): {len(d1)}  "
         f"({', '.join(f'{k}: {v}' for k, v in DUP_KINDS.items())})")
-    say("broken calls per recorder: missing file, '/calls/../../etc/passwd', size mismatch, "
-        "symlink to /etc/hostname")
+    say("broken calls per recorder: missing file, a FIFO, size mismatch, symlink to /etc/hostname")
+    say(f"cfpath '/calls/../../etc/passwd' on a recorder: {refused}")
+    say(f"speech tags: {len(MASTER_TAGS)} on the replay database (the master); rec1 holds an old "
+        f"copy ({', '.join(STALE_TAGS)}), rec2 none")
     return dsns
 
 
@@ -397,8 +482,15 @@ def monitor_phase(listen: str) -> list[str]:
 # --- report ----------------------------------------------------------------------
 
 def q(dsn: str, sql: str, *params):
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    # a SQL_ASCII database hands its bytes over unconverted: read the Latin-1 recorder as Latin-1
+    extra = {"client_encoding": "LATIN1"} if dsn == LATIN_DSN.get("dsn") else {}
+    with psycopg.connect(dsn, autocommit=True, **extra) as conn:
         return conn.execute(sql, params or None).fetchall()
+
+
+def execute(dsn: str, sql: str, *params) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql, params or None)
 
 
 def human(n: float) -> str:
@@ -528,18 +620,24 @@ def report(dsns: dict[str, str]) -> list[str]:
         problems.append(f"non-WAV files were copied to the target: {not_wav[:3]}")
 
     heading("speech tags (the replay database is the master)")
-    for db in (REPLAY_DB, "rec1", "rec2"):
-        tags = q(dsns[db], """SELECT t.name, coalesce(t.description, ''),
-                                     coalesce(string_agg(p.phrase, ' | ' ORDER BY p.phrase), '')
-                                FROM callrec.speech_tags t LEFT JOIN callrec.speech_phrases p ON p.tag = t.name
-                               GROUP BY t.name, t.description ORDER BY t.name""")
-        say(f"{db}: " + "; ".join(f"{n} ({d}): {p}" for n, d, p in tags))
-    digest = {db: q(dsns[db], (REPO / "synchrod" / "sql" / "speech_tags_digest.sql").read_text())[0][0]
-              for db in (REPLAY_DB, "rec1", "rec2")}
+    dbs = [REPLAY_DB, *MOUNTS]
+    digest = show_speech_tags(dsns, dbs)
     same = len(set(digest.values())) == 1
-    say(f"identical on the replay database and both recorders: {same}  (md5 {digest[REPLAY_DB]})")
+    say(f"identical on the replay database and both recorders (tags, phrases, links; ids "
+        f"aside): {same}  (md5 {digest[REPLAY_DB]})")
     if not same:
         problems.append(f"speech tags differ: {digest}")
+    vt = q(replay, """SELECT c.sid, p.phrase_text, v.from_time, v.to_time, v.confidence, v.channel
+                        FROM callrec.voice_tags v JOIN callrec.couples c ON c.id = v.cplid
+                        JOIN callrec.speech_phrases p USING (phraseid)
+                       WHERE c.sid IN ('rec1-0000', 'dup-state-0') ORDER BY c.sid, v.from_time""")
+    say("voice tags on the replay database (mapped to its phrases by text), e.g.:")
+    for sid, phrase, t0, t1, conf, channel in vt:
+        say(f"    {sid:<12} {phrase!r:<26} {t0:>6}-{t1:<6} ms  confidence {conf}  channel {channel}")
+    (nvt,), = q(replay, "SELECT count(*) FROM callrec.voice_tags")
+    say(f"    ({nvt} voice tags in all)")
+    if {p for s_, p, *_ in vt if s_ == "dup-state-0"} != {"good morning", "not happy"}:
+        problems.append(f"voice tags of dup-state-0 are not the union of both recorders': {vt}")
 
     heading("replay directory (find .demo/replay -type f)")
     temp = 0
@@ -560,6 +658,207 @@ def report(dsns: dict[str, str]) -> list[str]:
                         f"{len(referenced - on_disk)} missing")
     if temp:
         problems.append(f"{temp} temporary files left in the target paths")
+    return problems
+
+
+# --- scenes on the real CallREC schema --------------------------------------------
+
+def edit_config(**synchro) -> dict:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["synchro"].update(synchro)
+    CONFIG.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return raw
+
+
+def sha256(path: str | bytes | Path) -> str:
+    with open(path if isinstance(path, bytes) else os.fsencode(str(path)), "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def target_files(replay: str, sid: str) -> list[tuple]:
+    """(cftype, cfsize, cfpath, sha256 of the file) of the replay couple ``sid``."""
+    rows = q(replay, "SELECT f.cftype, f.cfsize, f.cfpath FROM callrec.cfiles f JOIN callrec.couples c"
+                     " ON c.id = f.cplid WHERE c.sid = %s ORDER BY f.cfpath", sid)
+    return [(t, size, path, sha256(path) if Path(path).exists() else None) for t, size, path in rows]
+
+
+def scene_protected(dsns: dict[str, str]) -> list[str]:
+    """A protected replay couple is never replaced, even by a better copy."""
+    problems = []
+    replay, sid = dsns[REPLAY_DB], "protected-0"
+    say("rec1 records a call (one file); it reaches the replay server:")
+    recorders.add_calls(dsns["rec1"], MOUNTS["rec1"], [CallSpec(
+        sid=sid, start=ts(40), length=20, files=[wav(sid, 0, 1.0)], description="rec1's copy",
+        extdata=[("recorded_by", "rec1")])])
+    synchrod("once", "--until-idle", "--source", "rec1")
+    execute(replay, "UPDATE callrec.couples SET protected = true WHERE sid = %s", sid)
+    say(f"a supervisor protects it on the replay server: UPDATE callrec.couples SET protected = true "
+        f"WHERE sid = '{sid}'")
+    try:
+        execute(replay, "DELETE FROM callrec.cfiles WHERE cplid ="
+                        " (SELECT id FROM callrec.couples WHERE sid = %s)", sid)
+        problems.append("CallREC's protection trigger let a protected couple's files be deleted")
+    except psycopg.errors.RaiseException as exc:
+        say(f"    CallREC's trigger now refuses to delete its files: {str(exc).splitlines()[0]}")
+    before = target_files(replay, sid)
+    say("then rec2 delivers a better copy of the same sid (two files, NO_PROBLEM, FINISHED), "
+        "not protected:")
+    recorders.add_calls(dsns["rec2"], MOUNTS["rec2"], [CallSpec(
+        sid=sid, start=ts(40), length=20, files=[wav(sid, 0, 1.0), wav(sid, 1, 1.0)],
+        description="rec2's better copy", extdata=[("recorded_by", "rec2")], protected=False)])
+    synchrod("once", "--until-idle", "--source", "rec2")
+    after = target_files(replay, sid)
+    (mark,), = q(dsns["rec2"], "SELECT synchronized FROM callrec.couples WHERE sid = %s", sid)
+    (protected, description, cfcnt), = q(replay, "SELECT protected, description, cfcnt FROM callrec.couples"
+                                                 " WHERE sid = %s", sid)
+    ext = q(replay, "SELECT string_agg(e.key || '=' || e.value, ' ' ORDER BY e.value) FROM callrec.couple_extdata e"
+                    " JOIN callrec.couples c ON c.id = e.cplid WHERE c.sid = %s", sid)[0][0]
+    say(f"rec2 mark: {mark}   (N: the target already holds this call, protected)")
+    say(f"replay couple: protected={protected}, description {description!r}, cfcnt={cfcnt}, "
+        f"extdata (unioned): {ext}")
+    for (t, size, path, digest), was in zip(after, before):
+        say(f"    {t} {size} B {os.path.relpath(path, REPO)} sha256 {(digest or 'missing')[:16]}… "
+            f"{'unchanged' if (t, size, path, digest) == was else 'CHANGED'}")
+    if mark != "N":
+        problems.append(f"protected: rec2's better copy was marked {mark}, not N")
+    if after != before:
+        problems.append("protected: the replay couple's media changed")
+    if protected is not True or description != "rec1's copy":
+        problems.append(f"protected: the couple was updated (protected={protected}, {description!r})")
+    if ext != "recorded_by=rec1 recorded_by=rec2":
+        problems.append(f"protected: extdata not unioned: {ext}")
+    return problems
+
+
+def scene_latin1(server: PgServer, dsns: dict[str, str]) -> list[str]:
+    """An old installation: a SQL_ASCII recorder database holding Latin-1 bytes."""
+    problems = []
+    admin = server.dsn("postgres")
+    recorders.create_template(admin, LATIN_REC, server.dsn, encoding="SQL_ASCII")
+    dsns[LATIN_REC] = LATIN_DSN["dsn"] = server.dsn(LATIN_REC)
+    LATIN_MOUNT.mkdir(parents=True, exist_ok=True)
+    (enc,), = q(dsns[LATIN_REC], "SHOW server_encoding")
+    sid, cfpath = "latin-0", "/calls/José/Müller.wav"
+    recorders.add_calls(dsns[LATIN_REC], LATIN_MOUNT, [CallSpec(
+        sid=sid, start=ts(35), length=15, files=[FileSpec("AUDIO", cfpath)],
+        description="Rückruf für José Müller", extdata=[("agent", "Müller")],
+        columns={"callingpartyname": "José", "calledpartyname": "Müller"})], client_encoding="LATIN1")
+    # the bytes as stored
+    (name_hex, path_bytes), = q(dsns[LATIN_REC], "SELECT encode(convert_to(c.callingpartyname, 'SQL_ASCII'),"
+                                " 'hex'), convert_to(f.cfpath, 'SQL_ASCII') FROM callrec.couples c"
+                                " JOIN callrec.cfiles f ON f.cplid = c.id")
+    on_disk = [os.fsencode(str(p.relative_to(LATIN_MOUNT))) for p in LATIN_MOUNT.rglob("*.wav")]
+    say(f"{LATIN_REC}: a new recorder database, encoding {enc}, text written as Latin-1 bytes:")
+    say(f"    couples.callingpartyname bytes {name_hex}  (J o s 0xE9: 'José' in Latin-1, not UTF-8)")
+    say(f"    cfiles.cfpath bytes {bytes(path_bytes)!r}")
+    say(f"    the file on its mount (the same bytes): {on_disk[0]!r}")
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["sources"].append({"sysname": LATIN_REC, "group": f"g-{LATIN_REC}", "database": dsns[LATIN_REC],
+                           "mount_path": str(LATIN_MOUNT), "interval": "all", "copy_files": True,
+                           "text_encoding": "latin1"})
+    CONFIG.write_text(yaml.safe_dump(raw, sort_keys=False))
+    say(f"configured as source {LATIN_REC} with text_encoding: latin1")
+    synchrod("once", "--until-idle", "--source", LATIN_REC)
+    replay = dsns[REPLAY_DB]
+    rows = q(replay, "SELECT c.callingpartyname, c.calledpartyname, c.description,"
+                     " encode(convert_to(c.callingpartyname, 'UTF8'), 'hex'), f.cfpath"
+                     " FROM callrec.couples c JOIN callrec.cfiles f ON f.cplid = c.id WHERE c.sid = %s", sid)
+    ext = q(replay, "SELECT e.value FROM callrec.couple_extdata e JOIN callrec.couples c ON c.id = e.cplid"
+                    " WHERE c.sid = %s", sid)
+    (mark,), = q(dsns[LATIN_REC], "SELECT synchronized FROM callrec.couples WHERE sid = %s", sid)
+    say(f"{LATIN_REC} mark: {mark}")
+    if not rows:
+        return problems + [f"latin1: {sid} did not reach the replay database"]
+    (calling, called, description, hexed, target_path), = rows
+    say(f"on the replay database (UTF8): callingpartyname {calling!r} (bytes {hexed}),")
+    say(f"    calledpartyname {called!r}, description {description!r}, "
+        f"extdata agent={ext[0][0] if ext else None!r}")
+    same = sha256(target_path) == sha256(os.fsencode(str(LATIN_MOUNT)) + b"/" + on_disk[0])
+    say(f"    its file: {os.path.relpath(target_path, REPO)}  (same bytes as the recorder's: {same})")
+    say("its speech tags, made identical to the replay database's:")
+    digest = show_speech_tags(dsns, [LATIN_REC])
+    if mark != "S":
+        problems.append(f"latin1: marked {mark}")
+    if (calling, called, description) != ("José", "Müller", "Rückruf für José Müller") \
+            or [e for e, in ext] != ["Müller"]:
+        problems.append(f"latin1: text arrived as {calling!r}, {called!r}, {description!r}, {ext}")
+    if not same:
+        problems.append("latin1: the copied file differs from the recorder's")
+    if digest[LATIN_REC] != q(replay, SPEECH_CONTENT)[0][0]:
+        problems.append("latin1: the recorder's speech tags differ from the replay database's")
+    return problems
+
+
+def scene_restored(dsns: dict[str, str], rec: str = "rec2") -> list[str]:
+    """A recorder restored from a backup hands out the same ids again."""
+    problems = []
+    replay, db, mount = dsns[REPLAY_DB], dsns[rec], MOUNTS[rec]
+    edit_config(backoff_base=3600)  # so a failed call's back-off is still running afterwards
+    say(f"backoff_base 3600 s for this scene; {rec} records three calls (two couples of one call, "
+        "and one whose file is missing):")
+    lost = ["lost-a", "lost-b", "lost-c"]
+    recorders.add_calls(db, mount, [
+        CallSpec(sid="lost-a", start=ts(25), files=[wav("lost-a", 0)], call_key="lost", cplcnt=2),
+        CallSpec(sid="lost-b", start=ts(24.5), files=[wav("lost-b", 0)], call_key="lost", cplcnt=2),
+        CallSpec(sid="lost-c", start=ts(24), files=[FileSpec("AUDIO", "/calls/lost/lost-c.wav", size=8044,
+                                                             content="none")])])
+    synchrod("once", "--until-idle", "--source", rec)
+
+    def table(sids):
+        src = {sid: (cid, callid, mark) for sid, cid, callid, mark in q(
+            db, "SELECT sid, id, callid, synchronized FROM callrec.couples WHERE sid = ANY(%s)", sids)}
+        tgt = {sid: (callid, n) for sid, callid, n in q(
+            replay, "SELECT c.sid, c.callid, (SELECT count(*) FROM callrec.couples o WHERE o.callid = c.callid)"
+                    " FROM callrec.couples c WHERE c.sid = ANY(%s)", sids)}
+        att = {sid: (n, reason, due) for sid, n, reason, due in q(
+            replay, "SELECT sid, attempts, last_reason, next_try_at > now() FROM synchrod.attempts"
+                    " WHERE source = %s AND sid = ANY(%s)", rec, sids)}
+        say(f"    {'sid':<9} {'couple id':>9} {'call id':>7} {'mark':<4}  replay call (couples)  attempts")
+        for sid in sids:
+            cid, callid, mark = src.get(sid, (None, None, None))
+            tc = tgt.get(sid)
+            a = att.get(sid)
+            say(f"    {sid:<9} {cid if cid is not None else '-':>9} {callid if callid is not None else '-':>7} "
+                f"{mark or '-':<4}  {f'{tc[0]} ({tc[1]})' if tc else '-':<21}  "
+                f"{f'{a[0]} ({a[1]}, in back-off)' if a and a[2] else (f'{a[0]} ({a[1]})' if a else '-')}")
+        return src, tgt, att
+
+    before_src, before_tgt, before_att = table(lost)
+    first_couple = min(c for c, _, _ in before_src.values())
+    first_call = min(k for _, k, _ in before_src.values())
+    say(f"{rec} is restored from a backup taken before these were recorded: their rows are gone and "
+        f"the sequences are back (seq_couples -> {first_couple}, seq_calls -> {first_call})")
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("DELETE FROM callrec.couples WHERE sid = ANY(%s)", (lost,))
+        conn.execute("DELETE FROM callrec.calls k WHERE NOT EXISTS"
+                     " (SELECT 1 FROM callrec.couples c WHERE c.callid = k.id)")
+        conn.execute("SELECT setval('callrec.seq_couples', %s, false), setval('callrec.seq_calls', %s, false)",
+                     (first_couple, first_call))
+    fresh = ["new-a", "new-b", "new-c"]
+    recorders.add_calls(db, mount, [CallSpec(sid=sid, start=ts(20 - i), files=[wav(sid, 0)])
+                                    for i, sid in enumerate(fresh)])
+    say(f"{rec} records three new calls, which get the lost calls' ids again; then:")
+    synchrod("once", "--until-idle", "--source", rec)
+    after_src, after_tgt, after_att = table(lost + fresh)
+    edit_config(backoff_base=1)
+
+    reused = [after_src[n][0] for n in fresh] == [before_src[o][0] for o in lost]
+    say(f"same couple ids as the lost calls: {reused}; each new call is its own replay call: "
+        f"{all(after_tgt.get(n, (None, 0))[1] == 1 for n in fresh)}; the lost calls stay on the "
+        f"replay server untouched: {all(after_tgt.get(o) == before_tgt.get(o) for o in lost[:2])}")
+    if not reused:
+        problems.append("restored: the new calls did not reuse the lost ids (the scene shows nothing)")
+    for n in fresh:
+        if after_src[n][2] != "S":
+            problems.append(f"restored: {n} marked {after_src[n][2]}, not S")
+        if n not in after_tgt or after_tgt[n][1] != 1:
+            problems.append(f"restored: {n} is not its own replay call: {after_tgt.get(n)}")
+        if n in after_att:
+            problems.append(f"restored: {n} inherited an attempt record {after_att[n]}")
+    if any(after_tgt.get(n, (None,))[0] == before_tgt["lost-a"][0] for n in fresh):
+        problems.append("restored: a new call joined the lost calls' replay call")
+    if [after_tgt.get(o) for o in lost[:2]] != [before_tgt.get(o) for o in lost[:2]]:
+        problems.append("restored: the lost calls changed on the replay server")
     return problems
 
 
@@ -589,6 +888,12 @@ def main() -> int:
         synchrod("once", "--until-idle")
 
         problems = report(dsns)
+        heading("scene: a protected call on the replay server")
+        problems += scene_protected(dsns)
+        heading("scene: an old recorder, SQL_ASCII with Latin-1 text")
+        problems += scene_latin1(server, dsns)
+        heading("scene: a recorder restored from a backup reuses ids")
+        problems += scene_restored(dsns)
         heading("the daemon: synchrod run, run-now, retry, status, SIGTERM")
         problems += daemon_phase(dsns)
         heading("result")

@@ -9,7 +9,8 @@ import asyncpg
 import structlog
 
 from . import recorder
-from .dbconn import UNREACHABLE, connect, redact
+from .config import SourceConfig
+from .dbconn import UNREACHABLE, redact
 from .ownership import notify_run_now
 from .replay import controls, reads
 from .replay.writes import forget_attempts
@@ -29,20 +30,21 @@ class SourceUnreachable(Exception):
     pass
 
 
-async def retry_calls(tconn: asyncpg.Connection, source_dsn: str, source: str,
+async def retry_calls(tconn: asyncpg.Connection, src: SourceConfig,
                       sids: Sequence[str] | None) -> tuple[int, int]:
     """Forgets the failure records, then clears the E marks (in that order: an
     E call cleared while its exhausted attempt count remained would fail
     straight back to E). Returns (records reset, marks cleared)."""
-    reset = await forget_attempts(tconn, source, sids) if await reads.schema_ready(tconn) else 0
+    reset = await forget_attempts(tconn, src.sysname, sids) if await reads.schema_ready(tconn) else 0
     try:
-        sconn = await connect(source_dsn, application_name="synchrod:retry")
+        rec = await recorder.open_recorder(src.database, text_encoding=src.text_encoding,
+                                           voice_tags=False, application_name="synchrod:retry")
     except UNREACHABLE as exc:
-        raise SourceUnreachable(f"source {source} unreachable: {redact(str(exc))}") from None
+        raise SourceUnreachable(f"source {src.sysname} unreachable: {redact(str(exc))}") from None
     try:
-        cleared = await recorder.clear_erroneous(sconn, sids)
+        cleared = await rec.clear_erroneous(sids)
     finally:
-        await sconn.close()
+        await rec.close()
     return reset, cleared
 
 
@@ -108,7 +110,7 @@ class Actions:
     async def _retry(self, src, rt, user: str) -> str:
         async with self.db() as conn:
             try:
-                reset, cleared = await retry_calls(conn, src.database, src.sysname, None)
+                reset, cleared = await retry_calls(conn, src, None)
             except SourceUnreachable as exc:
                 raise ActionRefused(503, str(exc)) from None
         log.info("retry", source=src.sysname, user=user, cleared=cleared, reset=reset)

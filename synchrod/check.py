@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from . import media, recorder
 from .config import Config
+from .core import catalog as schema_rules
+from .core.filters import taken_types
 from .dbconn import connect, redact
+from .introspect import read_catalog
 from .replay import schema
 
 
@@ -24,24 +27,32 @@ class Line:
 
 async def run_checks(cfg: Config) -> list[Line]:
     lines = [Line(f"configuration {cfg.path}", True)]
-    target_ident = None
+    target_ident = target_cat = None
+    what = f"target database ({cfg.target.sysname})"
+    s = cfg.synchro
     try:
         conn = await connect(cfg.target.database, application_name="synchrod:check")
     except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
-        lines.append(Line(f"target database ({cfg.target.sysname})", False, redact(str(exc))))
+        lines.append(Line(what, False, redact(str(exc))))
     else:
         try:
             target_ident = await recorder.identity(conn)
             version = await schema.current_version(conn)
             has_callrec = await conn.fetchval("SELECT to_regclass('callrec.couples') IS NOT NULL")
             if not has_callrec:
-                lines.append(Line(f"target database ({cfg.target.sysname})", False, "no callrec schema"))
+                lines.append(Line(what, False, "no callrec schema"))
             else:
                 latest = schema.latest_version()
                 detail = ("synchrod schema missing: run synchrod init-db" if version is None else
                           f"synchrod schema version {version}"
                           + ("" if version == latest else f", {latest} available: run synchrod init-db"))
-                lines.append(Line(f"target database ({cfg.target.sysname})", True, detail))
+                lines.append(Line(what, True, detail))
+                target_cat = await read_catalog(conn, probe_types=True)
+                problems = schema_rules.target_problems(
+                    target_cat, voice_tags=s.synchronize_voice_tags,
+                    speech_tags=s.synchronize_speech_tags)
+                lines.append(Line("callrec schema of the target database", not problems,
+                                  "; ".join(problems) or _describe(target_cat)))
         finally:
             await conn.close()
     for p in {p.path: p for p in cfg.target.audio_paths + cfg.target.video_paths}.values():
@@ -50,7 +61,7 @@ async def run_checks(cfg: Config) -> list[Line]:
         if not src.enabled:
             lines.append(Line(f"source {src.sysname}", True, "disabled"))
             continue
-        lines.append(await _source_db_line(src, target_ident))
+        lines.extend(await _source_db_lines(cfg, src, target_ident, target_cat))
         problem = media.mount_problem(src.mount_path, src.require_mount)
         lines.append(Line(f"source {src.sysname} mount path {src.mount_path}", problem is None,
                           problem or ""))
@@ -81,32 +92,51 @@ def _monitor_secret_line(mon) -> Line:
     return Line(what, True, users)
 
 
+def _describe(cat) -> str:
+    """What synchrod adapts to in this database, for the OK line."""
+    ids = "get_next_*id()" if "get_next_callid" in cat.functions else "column defaults"
+    kept = ", ".join(sorted(cat.trigger_kept)) or "none"
+    return f"encoding {cat.encoding}, ids from {ids}, kept by triggers: {kept}"
+
+
 def _target_path_line(p) -> Line:
     what = f"target path {p.path}"
-    if not os.path.isdir(p.path):
-        return Line(what, False, "does not exist or is not a directory")
-    if not os.access(p.path, os.W_OK | os.X_OK):
-        return Line(what, False, "not writable")
-    usage = media.fs_usage(p.path)
-    if usage is None:
-        return Line(what, False, "cannot read filesystem usage")
+    state = media.target_state(p.path)
+    if state.problem:
+        return Line(what, False, state.problem)
+    usage = state.usage
     pct = usage.ratio() * 100
     if usage.at_or_above(p.watermark):
         return Line(what, False, f"{pct:.1f}% used, at or above watermark {p.watermark}%")
     return Line(what, True, f"{pct:.1f}% used, watermark {p.watermark}%")
 
 
-async def _source_db_line(src, target_ident) -> Line:
+async def _source_db_lines(cfg: Config, src, target_ident, target_cat) -> list[Line]:
     what = f"source {src.sysname} database"
+    s = cfg.synchro
     try:
-        conn = await connect(src.database, application_name="synchrod:check")
+        rec = await recorder.open_recorder(src.database, text_encoding=src.text_encoding,
+                                           voice_tags=s.synchronize_voice_tags,
+                                           application_name="synchrod:check")
     except Exception as exc:  # noqa: BLE001
-        return Line(what, False, redact(str(exc)))
+        return [Line(what, False, redact(str(exc)))]
     try:
-        if await conn.fetchval("SELECT to_regclass('callrec.couples') IS NULL"):
-            return Line(what, False, "no callrec schema")
-        if target_ident is not None and await recorder.identity(conn) == target_ident:
-            return Line(what, False, "is the replay (target) database itself")
-        return Line(what, True)
+        if await rec.conn.fetchval("SELECT to_regclass('callrec.couples') IS NULL"):
+            return [Line(what, False, "no callrec schema")]
+        if target_ident is not None and await recorder.identity(rec.conn) == target_ident:
+            return [Line(what, False, "is the replay (target) database itself")]
+        cat = rec.catalog
+        problems = schema_rules.source_problems(
+            cat, voice_tags=s.synchronize_voice_tags, speech_tags=s.synchronize_speech_tags,
+            only_finished=s.only_finished, only_processed=s.only_processed)
+        if target_cat is not None:
+            problems += schema_rules.type_problems(cat, target_cat, taken_types(src, s.only_processed))
+        detail = _describe(cat)
+        if cat.encoding == "SQL_ASCII":
+            detail += f", text decoded as {src.text_encoding or 'utf-8 (set text_encoding)'}"
+        elif src.text_encoding:
+            detail += f"; text_encoding {src.text_encoding} is not used (the database converts its text)"
+        return [Line(what, True), Line(f"callrec schema of source {src.sysname}", not problems,
+                                       "; ".join(problems) or detail)]
     finally:
-        await conn.close()
+        await rec.close()

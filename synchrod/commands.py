@@ -59,11 +59,15 @@ async def once(cfg: Config, args) -> int:
     try:
         totals = await run_once(engine, args.source, args.until_idle, args.dry_run,
                                 ownership=ownership)
+        if any(s.copy_files for s in cfg.sources):  # reported even when no call needed them
+            await engine.measure_targets()
     finally:
         if ownership is not None:
             await ownership.close()
         await engine.close()
     _print_summary(totals.values(), args.dry_run)
+    for path, problem in sorted(engine.target_problems.items()):
+        print(f"target path {path} takes no new files: {problem}")
     bad = any(t.failed or t.erroneous or t.state in ("down", "error") for t in totals.values())
     return exits.FAILED if bad else exits.OK
 
@@ -209,7 +213,7 @@ async def retry(cfg: Config, args) -> int:
         return exits.UNAVAILABLE
     try:
         try:
-            reset, cleared = await retry_calls(tconn, src.database, src.sysname, sids)
+            reset, cleared = await retry_calls(tconn, src, sids)
         except SourceUnreachable as exc:
             print(f"synchrod: {exc}", file=sys.stderr)
             return exits.UNAVAILABLE

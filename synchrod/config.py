@@ -8,17 +8,40 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from .validator import (ConfigError, Field, ListOf, Section, abs_path, boolean, choice, dsn,
-                        integer, listen_address, name, number, text, timestamp)
+                        integer, listen_address, name, number, text, text_codec, timestamp)
 
 DEFAULT_PATH = "/etc/synchrod/synchrod.yaml"
 
 INTERVALS = ("yesterday", "last_week", "last_month", "custom", "all")
+
+# cftypes that a switch decides about: naming one in extra_file_types would
+# take it behind that switch's back
+GOVERNED_FILE_TYPES = {
+    "AUDIO": "synchronize_audio", "ARCHIVE": "synchronize_audio",
+    "MAG": "synchronize_audio and synchro.only_processed",
+    "VIDEO": "synchronize_video", "IMAGE": "synchronize_video",
+    "RECD": "synchronize_screens_recd", "INDEX": "synchronize_index_files",
+}
+
+_CFTYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,7}$")   # cfiles.cftype is VARCHAR(8)
+
+
+def _extra_file_type(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _CFTYPE_RE.match(value):
+        raise ConfigError(path, "must be a cftype: 1-8 upper-case letters, digits or '_' "
+                                f"starting with a letter, not {value!r}")
+    if value in GOVERNED_FILE_TYPES:
+        raise ConfigError(path, f"{value} is governed by {GOVERNED_FILE_TYPES[value]}, "
+                                "not by extra_file_types")
+    return value
+
 
 _target_path = Section({
     "path": Field(abs_path),
@@ -80,6 +103,9 @@ SCHEMA = Section({
         "synchronize_video": Field(boolean, True),
         "synchronize_screens_recd": Field(boolean, True),
         "synchronize_index_files": Field(boolean, True),
+        "extra_file_types": Field(ListOf(_extra_file_type, unique=True), list),
+        # SQL_ASCII recorders store bytes; this says how to read them as text
+        "text_encoding": Field(text_codec, None, nullable=True),
     })), list),
     "monitor": Field(Section({
         "enabled": Field(boolean, True),
@@ -154,6 +180,8 @@ class SourceConfig:
     synchronize_video: bool
     synchronize_screens_recd: bool
     synchronize_index_files: bool
+    extra_file_types: tuple[str, ...]   # cftypes taken besides those of the switches, in order
+    text_encoding: str | None           # canonical codec name; None: the database's own encoding
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,9 +233,33 @@ def _paths(default_path: str, default_watermark: int, extra: list[dict]) -> tupl
     return tuple(paths)
 
 
+def _target_path_keys(tgt: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key path, directory) of every target path, audio and video."""
+    out = []
+    for key, section in (("target", tgt), ("target.video_paths", tgt["video_paths"])):
+        if section is None:
+            continue
+        out.append((f"{key}.default_path", section["default_path"]))
+        out += [(f"{key}.additional_paths[{i}].path", p["path"])
+                for i, p in enumerate(section["additional_paths"])]
+    return out
+
+
+def _containment(a: str, b: str) -> str | None:
+    """How directory ``a`` relates to ``b`` (both normalised), or None."""
+    if a == b:
+        return "is the same directory as"
+    if b.startswith(a.rstrip("/") + "/"):
+        return "contains"
+    if a.startswith(b.rstrip("/") + "/"):
+        return "is inside"
+    return None
+
+
 def _check_rules(data: dict[str, Any]) -> None:
     """Cross-field rules that the per-key checkers cannot see."""
     seen = {data["target"]["sysname"]: "target.sysname"}
+    target_paths = _target_path_keys(data["target"])
     for i, src in enumerate(data["sources"]):
         where = f"sources[{i}]"
         if src["sysname"] in seen:
@@ -220,6 +272,15 @@ def _check_rules(data: dict[str, Any]) -> None:
             raise ConfigError(f"{where}.custom_interval_days", "is only allowed when interval is custom")
         if src["mount_path"] == "/":
             raise ConfigError(f"{where}.mount_path", "must not be the root directory")
+        # in link mode (copy_files: false) synchrod removes replaced files
+        # from target paths only; a target path inside a mount (or a mount
+        # inside a target path) would make a recorder's own media removable
+        for key, tpath in target_paths:
+            relation = _containment(src["mount_path"], tpath)
+            if relation:
+                raise ConfigError(f"{where}.mount_path",
+                                  f"{src['mount_path']} {relation} {key} ({tpath}): a recorder's "
+                                  "mount and a target path must not contain one another")
     tgt = data["target"]
     for key, section in (("target", tgt), ("target.video_paths", tgt["video_paths"])):
         if section is None:
@@ -273,7 +334,8 @@ def from_dict(raw: Any, path: str | None = None) -> Config:
         path=path,
         synchro=SynchroConfig(**s),
         target=TargetConfig(t["sysname"], t["database"], audio, video),
-        sources=tuple(SourceConfig(**src) for src in data["sources"]),
+        sources=tuple(SourceConfig(**{**src, "extra_file_types": tuple(src["extra_file_types"])})
+                      for src in data["sources"]),
         monitor=MonitorConfig(m["enabled"], m["listen"], m["jwt_secret_file"], m["token_ttl"],
                               tuple(MonitorUser(**u) for u in m["users"]), m["history_days"]),
         logging=LoggingConfig(**lg),
@@ -286,8 +348,9 @@ def resolve_path(cli_path: str | None) -> str:
 
 def load_target_dsn(path: str) -> str:
     """Only ``target.database`` of a file that may be invalid elsewhere: what
-    `status` needs to show a daemon that kept its running configuration."""
-    raw = _read_yaml(path)
+    `status` needs to show a daemon that kept its running configuration
+    (read leniently: a key given twice elsewhere must not hide the daemons)."""
+    raw = _read_yaml(path, loader=yaml.SafeLoader)
     target = raw.get("target") if isinstance(raw, dict) else None
     if not isinstance(target, dict) or "database" not in target:
         raise ConfigError("target.database", "is required")
@@ -298,10 +361,54 @@ def load(path: str) -> Config:
     return from_dict(_read_yaml(path), path)
 
 
-def _read_yaml(path: str) -> Any:
+class _DuplicateKey(Exception):
+    """A key given twice in one YAML mapping (1-based lines)."""
+
+    def __init__(self, key: Any, line: int, first_line: int):
+        super().__init__(key, line, first_line)
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+# `<<` (merge) and `=` (value) keys are flatten_mapping's to resolve
+_SPECIAL_KEY_TAGS = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping: PyYAML would
+    silently keep the last one, and an operator's edit of the first would
+    then do nothing."""
+
+    def __init__(self, stream: Any):
+        super().__init__(stream)
+        self._unique_checked: set[int] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # checked before the merge (<<) copies keys in, which an explicit key
+        # may override; a node is flattened again when merged or aliased
+        if id(node) not in self._unique_checked:
+            self._unique_checked.add(id(node))
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag in _SPECIAL_KEY_TAGS:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in first:
+                        raise _DuplicateKey(key, line, first[key])
+                    first[key] = line
+                except TypeError:
+                    continue  # an unhashable key: construct_mapping reports it
+        super().flatten_mapping(node)
+
+
+def _read_yaml(path: str, loader: type = _StrictLoader) -> Any:
     try:
         with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
+            raw = yaml.load(fh, Loader=loader)  # noqa: S506 - a SafeLoader
+    except _DuplicateKey as exc:
+        raise ConfigError("", f"{path}: line {exc.line}: key {exc.key!r} is given twice "
+                              f"(first at line {exc.first_line})") from None
     except FileNotFoundError:
         raise ConfigError("", f"configuration file {path} does not exist") from None
     except OSError as exc:

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field, fields
 
 import structlog
 
-from . import faults, media, recorder
-from .core import filters
-from .core.model import SourceCouple
+from . import faults, media, recorder, speech
+from .core import filters, rowcheck
+from .core.catalog import int_limit
+from .core.model import COUPLE_COLUMNS, SourceCouple
 from .core.plan import decide
 from .dbconn import UNREACHABLE, redact
-from .engine import Engine, MediaStalled, SameDatabaseError, SourceRuntime
+from .engine import Engine, MediaStalled, SameDatabaseError, SchemaError, SourceRuntime
+from .recorder import Recorder
 from .replay import history, journal, reads
 from .replay.writes import Committed, Failure, Policy, commit_batch, save_resync_cursor
 from .transfer import Prepared, fill_unknown_sizes, transfer
@@ -84,7 +86,7 @@ async def run_cycle(engine: Engine, rt: SourceRuntime, dry_run: bool = False,
             return not (stop is not None and stop.is_set()) and rt.paused_by is None and \
                 (still_owner is None or still_owner(src.sysname))
         await _cycle(engine, rt, res, dry_run, bound, keep_going)
-    except SameDatabaseError as exc:
+    except (SameDatabaseError, SchemaError) as exc:
         res.state, res.error = "error", str(exc)
     except UNREACHABLE as exc:
         res.state, res.error = "down", f"database unreachable: {redact(str(exc))}"
@@ -153,9 +155,9 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
     if problem:
         res.state, res.error = "down", problem
         return
-    conn = await rt.connection(engine.target_identity)
+    rec = await rt.connection(engine)  # SchemaError: nothing is touched
     if cfg.synchro.manage_source_index and not rt.index_ready and not dry_run:
-        rt.index_ready = await recorder.ensure_index(conn)
+        rt.index_ready = await rec.ensure_index()
 
     async with engine.target_pool.acquire() as tconn:
         # a dry run may meet a replay database synchrod has not set up yet
@@ -172,8 +174,8 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
         rt.set_phase("load")
         earliest = filters.interval_start(src.interval, src.custom_interval_days,
                                           dt.datetime.now(dt.timezone.utc))
-        batch = await recorder.load_batch(
-            conn, earliest=earliest,
+        batch = await rec.load_batch(
+            earliest=earliest,
             only_finished=cfg.synchro.only_finished, only_processed=cfg.synchro.only_processed,
             without_streams=cfg.synchro.synchronize_couples_without_streams,
             excluded=excluded, limit=cfg.synchro.calls_per_period, resync_cursor=cursor,
@@ -185,40 +187,47 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
             if not excluded:  # nothing waits, not even in back-off: no query needed
                 rt.backlog, rt.oldest_pending_at = 0, None
             else:
-                await _measure_backlog(conn, rt, cfg, earliest)
+                await _measure_backlog(rec, rt, cfg, earliest)
             if cfg.synchro.synchronize_speech_tags and not dry_run:
-                await sync_speech_tags(tconn, conn, src.sysname, log)
+                await sync_speech_tags(engine, tconn, rec, rt, log)
             return
 
         rt.set_phase("compare")
+        # a value the replay database cannot take fails its own call only
+        rejected, batch = _reject_unfit(engine, rec, src, batch)
         prepared = [Prepared(c, filters.taken_files(c.files, src, cfg.synchro.only_processed))
                     for c in batch]
         await fill_unknown_sizes(rt, prepared, cfg.synchro.io_timeout)
-        current = await reads.couples_by_sid(tconn, [c.sid for c in batch])
+        current = await reads.couples_by_sid(tconn, [c.sid for c in batch]) if batch else {}
         for p in prepared:
             p.action = decide(p.quality(), current.get(p.couple.sid))
         if dry_run:
-            res.dry_run_plan = [(p.couple.sid, p.action.value) for p in prepared]
+            res.dry_run_plan = [(rowcheck.printable(f.couple.sid), f"reject ({f.reason})")
+                                for f in rejected]
+            res.dry_run_plan += [(p.couple.sid, p.action.value) for p in prepared]
             return
 
         policy = Policy(src.sysname, engine.daemon_name, cfg.synchro.synchronize_voice_tags,
                         cfg.synchro.max_attempts, cfg.synchro.mark_erroneous,
-                        cfg.synchro.backoff_base, engine.owned_roots())
+                        cfg.synchro.backoff_base, engine.owned_roots(), rt.statements,
+                        engine.target_catalog)
         committed = Committed()
         # Pipelined: while one chunk is made durable, committed and marked (on
         # a second connection), the next chunk's media is being copied.
         async with engine.target_pool.acquire() as fconn:
             finisher: asyncio.Task | None = None
             try:
-                for chunk in _chunks(prepared, src.copy_files):
+                for chunk in _chunks(prepared, src.copy_files) or [[]]:
                     if not keep_going():
                         break  # stopping or no longer the owner: the chunk in hand finishes
                     rt.set_phase("copy")
                     moved = await transfer(engine, rt, chunk, current, tconn)
+                    moved.failures = rejected + moved.failures  # the first chunk records them
+                    rejected = []
                     if finisher is not None:
                         await finisher
                     finisher = asyncio.create_task(
-                        _finish(rt, conn, fconn, policy, moved, started_at, committed, res, log,
+                        _finish(rt, rec, fconn, policy, moved, started_at, committed, res, log,
                                 cfg.synchro.io_timeout))
             except BaseException:
                 if finisher is not None:  # the chunk in hand still commits and marks
@@ -231,14 +240,34 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
             new_cursor = _advance_cursor(batch, committed, cursor)
             if new_cursor != cursor:
                 await save_resync_cursor(tconn, src.sysname, new_cursor)
+        if committed.missing_phrases:
+            log.warning("voice_tag_phrases_missing", phrases=sorted(committed.missing_phrases)[:20],
+                        count=len(committed.missing_phrases),
+                        hint="voice tags whose phrase the replay database lacks were not copied")
         if cfg.synchro.synchronize_speech_tags:
-            await sync_speech_tags(tconn, conn, src.sysname, log)
-        await _measure_backlog(conn, rt, cfg, earliest)
+            await sync_speech_tags(engine, tconn, rec, rt, log)
+        await _measure_backlog(rec, rt, cfg, earliest)
 
 
-async def _measure_backlog(conn, rt: SourceRuntime, cfg, earliest) -> None:
-    rt.backlog, rt.oldest_pending_at = await recorder.backlog(
-        conn, earliest=earliest, only_finished=cfg.synchro.only_finished,
+def _reject_unfit(engine: Engine, rec: Recorder, src, batch: list[SourceCouple]):
+    """(failures, the rest): calls holding a value the replay database cannot take."""
+    target = engine.target_catalog
+    limits = {c: lim for c in COUPLE_COLUMNS if (lim := int_limit(target, "couples", c))}
+    rejected, fit = [], []
+    for c in batch:
+        found = rowcheck.problem(c, source_codec=rec.wire.codec if rec.wire else "UTF-8",
+                                 target_codec=target.text_codec, target_encoding=target.encoding,
+                                 link_paths=not src.copy_files, limits=limits)
+        if found:
+            rejected.append(Failure(c, *found))
+        else:
+            fit.append(c)
+    return rejected, fit
+
+
+async def _measure_backlog(rec: Recorder, rt: SourceRuntime, cfg, earliest) -> None:
+    rt.backlog, rt.oldest_pending_at = await rec.backlog(
+        earliest=earliest, only_finished=cfg.synchro.only_finished,
         only_processed=cfg.synchro.only_processed,
         without_streams=cfg.synchro.synchronize_couples_without_streams)
 
@@ -256,7 +285,7 @@ def _chunks(prepared: list, copy_files: bool) -> list[list]:
     return [prepared[i:i + size] for i in range(0, len(prepared), size)]
 
 
-async def _finish(rt: SourceRuntime, conn, fconn, policy: Policy, moved, started_at,
+async def _finish(rt: SourceRuntime, rec: Recorder, fconn, policy: Policy, moved, started_at,
                   committed: Committed, res: CycleResult, log, io_timeout: float) -> None:
     """Durable → commit → mark → remove, for one chunk (SPEC §3.7)."""
     src = rt.cfg
@@ -282,7 +311,7 @@ async def _finish(rt: SourceRuntime, conn, fconn, policy: Policy, moved, started
         raise
     faults.point("after_commit", src.sysname)
     rt.set_phase("mark")
-    await recorder.mark(conn, part.marks)
+    await rec.mark(part.marks)
     faults.point("after_mark", src.sysname)
     await _remove(fconn, part.orphaned + moved.abandoned, part.replaced, log)
     committed.absorb(part)
@@ -341,13 +370,16 @@ async def _remove(tconn, orphaned: list[str], replaced: list[str] | None, log) -
 
 # --- speech tags -------------------------------------------------------------------
 
-async def sync_speech_tags(tconn, conn, source: str, log) -> dict | None:
-    """Makes the recorder's speech tags identical to the replay database's."""
-    want = await recorder.speech_tags_digest(tconn)
-    have = await recorder.speech_tags_digest(conn)
-    if want == have:
+async def sync_speech_tags(engine: Engine, tconn, rec: Recorder, rt: SourceRuntime,
+                           log) -> dict | None:
+    """Makes the recorder's speech tags identical to the replay database's
+    (two digest queries when nothing changed since the last time)."""
+    digests = (await speech.digest(tconn), await speech.digest(rec.conn))
+    if digests == rt.speech_digests:
         return None
-    master = await recorder.read_speech_tags(tconn)
-    counts = await recorder.write_speech_tags(conn, master)
-    log.info("speech_tags_synchronized", **counts)
+    master = await speech.read_definitions(tconn, engine.target_catalog)
+    counts = await speech.make_identical(rec, master)
+    rt.speech_digests = (digests[0], await speech.digest(rec.conn))
+    if any(counts.values()):
+        log.info("speech_tags_synchronized", **counts)
     return counts

@@ -32,6 +32,7 @@ log = structlog.get_logger("synchrod")
 
 PUBLISH_POLL = 1.0        # seconds between checks of the state to publish
 PUBLISH_HEARTBEAT = 30.0  # publish at least this often, changed or not
+TARGET_MEASURE = 5.0      # seconds between measurements of the target paths
 FORCED_EXIT = 128         # + signal number: the shell's convention for "killed by"
 
 # Changing these needs a restart: a reload naming them is refused.
@@ -110,7 +111,7 @@ class Daemon:
         self.watcher.start()
         helpers = [asyncio.create_task(c) for c in (
             self._reloader(), self._watch_file(), self._watchdog(), self._publisher(),
-            self._forcer(), self._pruner())]
+            self._forcer(), self._pruner(), self._target_measurer())]
         cfg = self.engine.config
         log.info("started", version=__version__, config=self.path, daemon=self.engine.daemon_name,
                  sources=[s.sysname for s in cfg.sources], target=cfg.target.sysname)
@@ -248,6 +249,17 @@ class Daemon:
         return ok
 
     # --- systemd and published state ---------------------------------------------------
+    async def _target_measurer(self) -> None:
+        """Measures the target paths every TARGET_MEASURE seconds, whether or
+        not calls come: a path that closes or opens again is logged, shown by
+        the monitor and published for `synchrod status`."""
+        while True:
+            try:
+                await self.engine.measure_targets()
+            except Exception:  # noqa: BLE001 - measuring must not end; the next try may work
+                log.exception("target_measure_failed")
+            await asyncio.sleep(TARGET_MEASURE)
+
     async def _watchdog(self) -> None:
         interval = Notifier.watchdog_interval()
         while interval:
@@ -272,7 +284,8 @@ class Daemon:
                 "started_at": self.started_at}
 
     def snapshot(self) -> dict:
-        return {**self.identity(), "sources": self.source_bases()}
+        return {**self.identity(), "sources": self.source_bases(),
+                "targets": dict(self.engine.target_problems)}
 
     def status_line(self) -> str:
         """One line for systemctl status (sd_notify STATUS=)."""

@@ -15,13 +15,20 @@ from dataclasses import dataclass, field
 import asyncpg
 import structlog
 
-from . import recorder
+from . import media, recorder
 from .config import Config, SourceConfig
-from .dbconn import UNREACHABLE, connect, create_pool, redact
+from .core import catalog as schema_rules
+from .core.catalog import Catalog
+from .core.filters import taken_types
+from .dbconn import UNREACHABLE, create_pool, redact
+from .introspect import read_catalog
+from .recorder import Recorder
 from .replay import controls, reads, schema
+from .replay.statements import BatchStatements
 
 
 log = structlog.get_logger("synchrod.engine")
+TARGET_TIMEOUT = 10.0   # seconds a target path's measurement may take
 
 
 class SameDatabaseError(Exception):
@@ -32,12 +39,18 @@ class MediaStalled(Exception):
     """A source's media I/O made no progress for ``io_timeout`` seconds."""
 
 
+class SchemaError(Exception):
+    """A database lacks what synchrod needs; the message names every part."""
+
+
 @dataclass
 class SourceRuntime:
     cfg: SourceConfig
     pool: ThreadPoolExecutor
     workers: int
-    conn: asyncpg.Connection | None = None
+    rec: Recorder | None = None   # the recorder connection, with its catalog
+    statements: BatchStatements | None = None   # for this recorder and the replay database
+    speech_digests: tuple[str, str] | None = None  # (replay, recorder) when last made identical
     verified: bool = False        # identity compared with the target's
     index_ready: bool = False
     state: str = "waiting"        # waiting | running | down | disabled | standby
@@ -123,17 +136,29 @@ class SourceRuntime:
             self.workers = workers
             old.shutdown(wait=False)
 
-    async def connection(self, target_identity: tuple[str, str]) -> asyncpg.Connection:
-        if self.conn is not None and not self.conn.is_closed():
-            return self.conn
-        self.conn = await connect(self.cfg.database, application_name=f"synchrod:{self.cfg.sysname}")
-        if not self.verified:
-            ident = await recorder.identity(self.conn)
-            if ident == target_identity:
-                await self.drop()
-                raise SameDatabaseError(f"source {self.cfg.sysname} is the replay database itself")
-            self.verified = True
-        return self.conn
+    async def connection(self, engine: "Engine") -> Recorder:
+        """The recorder, connected, its catalog read and checked against what
+        this source's configuration needs (SchemaError names what is missing)."""
+        if self.rec is None or self.rec.is_closed():
+            synchro = engine.config.synchro
+            self.rec = await recorder.open_recorder(
+                self.cfg.database, text_encoding=self.cfg.text_encoding,
+                voice_tags=synchro.synchronize_voice_tags,
+                application_name=f"synchrod:{self.cfg.sysname}")
+            self.statements = None
+            if not self.verified:
+                ident = await recorder.identity(self.rec.conn)
+                if ident == engine.target_identity:
+                    await self.drop()
+                    raise SameDatabaseError(f"source {self.cfg.sysname} is the replay database itself")
+                self.verified = True
+        problems = engine.schema_problems(self.cfg, self.rec.catalog)
+        if problems:
+            raise SchemaError("; ".join(problems))
+        if self.statements is None:
+            self.statements = BatchStatements.build(self.rec.catalog, engine.target_catalog,
+                                                    engine.config.synchro.synchronize_voice_tags)
+        return self.rec
 
     async def retire(self) -> None:
         """A source removed from the configuration: closed once its cycle ends."""
@@ -143,12 +168,9 @@ class SourceRuntime:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def drop(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            try:
-                await asyncio.wait_for(conn.close(), 5)
-            except Exception:
-                conn.terminate()
+        rec, self.rec = self.rec, None
+        if rec is not None:
+            await rec.close()
 
 
 @dataclass
@@ -156,6 +178,10 @@ class Engine:
     config: Config
     target_pool: asyncpg.Pool | None = None
     target_identity: tuple[str, str] | None = None
+    target_catalog: Catalog = field(default_factory=Catalog)
+    # every target path as last measured (usage, and why it takes no new files)
+    target_states: dict[str, media.TargetState] = field(default_factory=dict)
+    _measuring: dict = field(default_factory=dict)   # path -> measurement still under way
     schema_ready: bool = False    # synchrod's tables exist in the replay database
     sources: dict[str, SourceRuntime] = field(default_factory=dict)
     balance_ledger: dict[str, int] = field(default_factory=dict)
@@ -179,7 +205,61 @@ class Engine:
             if self.schema_ready:
                 self.disabled_by = await controls.disabled(conn)
             self.target_identity = await recorder.identity(conn)
+            self.target_catalog = await read_catalog(conn, probe_types=True)
         self.apply_config(self.config)
+
+    def schema_problems(self, src: SourceConfig, source: Catalog) -> list[str]:
+        """What the replay database and this recorder lack for this source's
+        configuration (SPEC §2), each named; empty when both are fit."""
+        s = self.config.synchro
+        out = [f"replay database: {p}" for p in schema_rules.target_problems(
+            self.target_catalog, voice_tags=s.synchronize_voice_tags,
+            speech_tags=s.synchronize_speech_tags)]
+        out += [f"recorder: {p}" for p in schema_rules.source_problems(
+            source, voice_tags=s.synchronize_voice_tags, speech_tags=s.synchronize_speech_tags,
+            only_finished=s.only_finished, only_processed=s.only_processed)]
+        out += schema_rules.type_problems(source, self.target_catalog,
+                                          taken_types(src, s.only_processed))
+        return out
+
+    @property
+    def target_problems(self) -> dict[str, str]:
+        """Target path -> why it takes no new files (missing, unwritable)."""
+        return {p: st.problem for p, st in self.target_states.items() if st.problem}
+
+    def target_paths(self) -> list[str]:
+        """Every target path (audio and video), each once."""
+        t = self.config.target
+        return sorted({p.path for p in t.audio_paths + t.video_paths})
+
+    def note_target_states(self, states: dict[str, media.TargetState]) -> None:
+        """Adopts a measurement of target paths; logs a path that closes or opens."""
+        before = self.target_problems
+        for path, st in states.items():
+            if st.problem and before.get(path) != st.problem:
+                log.warning("target_path_unavailable", path=path, problem=st.problem)
+            elif not st.problem and path in before:
+                log.info("target_path_available", path=path)
+        current = set(self.target_paths())
+        self.target_states = {p: st for p, st in {**self.target_states, **states}.items()
+                              if p in current}
+
+    async def measure_targets(self) -> dict[str, media.TargetState]:
+        """Every target path measured off the event loop, each bounded: a
+        hung filesystem is reported as such, and not asked again while the
+        question is still pending (its thread may never come back)."""
+        loop = asyncio.get_running_loop()
+        states = {}
+        for path in self.target_paths():
+            pending = self._measuring.get(path)
+            if pending is None or pending.done():
+                pending = self._measuring[path] = loop.run_in_executor(None, media.target_state, path)
+            try:
+                states[path] = await asyncio.wait_for(asyncio.shield(pending), TARGET_TIMEOUT)
+            except asyncio.TimeoutError:
+                states[path] = media.TargetState(None, "did not answer (hung filesystem?)")
+        self.note_target_states(states)
+        return states
 
     def apply_config(self, config: Config) -> list[str]:
         """Adopts a (re)loaded configuration; sources keep their runtime.
@@ -193,10 +273,11 @@ class Engine:
                     src, _media_pool(src.sysname, workers), workers)
                 rt.job_id = next(self._job_ids)
             else:
-                if rt.cfg.database != src.database:
+                if (rt.cfg.database, rt.cfg.text_encoding) != (src.database, src.text_encoding):
                     rt.verified = False
                     rt.index_ready = False
                     self._background(rt.drop())
+                rt.statements = None  # the voice-tag switch shapes them
                 rt.cfg = src
                 if not src.enabled:
                     rt.state = "disabled"
@@ -217,9 +298,11 @@ class Engine:
         could not be reached (checked again at their first cycle)."""
         async def verify(rt: SourceRuntime) -> str | None:
             try:
-                await rt.connection(self.target_identity)
+                await rt.connection(self)
             except UNREACHABLE as exc:
                 return f"{rt.cfg.sysname}: {redact(str(exc))}"
+            except SchemaError as exc:  # reported by its cycles, which end in state error
+                log.warning("source_schema_incompatible", source=rt.cfg.sysname, error=str(exc))
             return None
 
         # concurrently: many unreachable recorders must not add up their time-outs
@@ -254,8 +337,7 @@ class Engine:
             self.target_pool = None
 
     def owned_roots(self) -> tuple[str, ...]:
-        t = self.config.target
-        return tuple(sorted({p.path for p in t.audio_paths + t.video_paths}))
+        return tuple(self.target_paths())
 
 
 def _media_pool(sysname: str, workers: int) -> ThreadPoolExecutor:

@@ -119,12 +119,15 @@ class _LiveCollector:
                                       "Use at which the path takes no new files", labels=["path"])
         full = GaugeMetricFamily("synchrod_target_path_above_watermark",
                                  "1 when the path takes no new files", labels=["path"])
+        available = GaugeMetricFamily("synchrod_target_path_available",
+                                      "0 when the path is missing or cannot be written", labels=["path"])
         for p in paths:
             if p["usage_ratio"] is not None:
                 usage.add_metric([p["path"]], p["usage_ratio"])
             watermark.add_metric([p["path"]], p["watermark"] / 100)
             full.add_metric([p["path"]], 1 if p["above_watermark"] else 0)
+            available.add_metric([p["path"]], 0 if p["problem"] else 1)
         info = InfoMetricFamily("synchrod_build", "Version of synchrod",
                                 value={"version": __version__})
         yield from (backlog, lag, up, last_ok, enabled, paused, stalled, usage, watermark, full,
-                    info)
+                    available, info)

@@ -1,94 +1,211 @@
 """Recorder (source) database I/O: load a batch, mark it, speech tags.
 
 Thin by design: every decision lives in ``synchrod.core``; this module only
-turns rows into domain records and lists of marks into one statement.
+turns rows into domain records and lists of marks into one statement. Its
+statements are built once per connection from the recorder's catalog
+(``synchrod.introspect``), so they name only columns this CallREC version
+has.
+
+Two kinds of ugly data must fail only their own call, never the batch
+query: text that is not valid in the database's encoding (old ``SQL_ASCII``
+installations store raw bytes of some codepage) and timestamps Python cannot
+represent (the year 10000). So a ``SQL_ASCII`` recorder is read with
+``client_encoding = LATIN1`` (every byte one character, nothing refused on
+the wire) and its text decoded here with the source's ``text_encoding``;
+undecodable bytes become surrogates that the row check turns into a failure
+of that call. Timestamps go through a codec that returns
+:class:`~synchrod.core.model.OutOfRange` instead of raising.
 """
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
-from . import sql
-from .core.model import CFile, SourceCouple
-from .dbconn import connect
+from . import dbconn, sql
+from .core.catalog import Catalog
+from .core.model import COUPLE_COLUMNS, FILE_COLUMNS, CFile, Extdata, OutOfRange, SourceCouple, VoiceTag
+from .introspect import read_catalog
 
-__all__ = ["connect", "load_batch", "mark", "ensure_index", "identity", "MINUS_INFINITY",
-           "SpeechTags", "read_speech_tags", "speech_tags_digest", "write_speech_tags"]
+__all__ = ["Recorder", "open_recorder", "MINUS_INFINITY", "identity", "install_timestamp_codec"]
 
 MINUS_INFINITY = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
+_PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 _PENDING = "c.synchronized IS NULL"
 # re-sync: marked calls once each past a cursor, plus failed ones due again
 _PENDING_OR_RESYNC = ("(c.synchronized IS NULL OR (c.synchronized IN ('S', 'N', 'E') "
-                      "AND ((c.start_ts, c.id) > ($7::timestamptz, $8::bigint) "
-                      "OR c.id = ANY ($9::bigint[]))))")
+                      "AND ((c.start_ts, c.id) > ($8::timestamptz, $9::bigint) "
+                      "OR c.id = ANY ($10::bigint[]))))")
+# column types whose values may need a cast to text inside ROW() (asyncpg
+# decodes no domain inside an anonymous record)
+_FILE_CASTS = {"digest": "text", "enc_key_id": "text", "cktype": "text", "props": "text",
+               "direction": "text", "start_ts": "timestamptz", "stop_ts": "timestamptz",
+               "ckvalue": "bigint"}
 
 
-def _query(resync: bool) -> str:
-    return sql.load("source_load_batch.sql").replace(
-        "{pending}", _PENDING_OR_RESYNC if resync else _PENDING)
-
-
-async def load_batch(conn: asyncpg.Connection, *, earliest: dt.datetime | None,
-                     only_finished: bool, only_processed: bool, without_streams: bool,
-                     excluded: Sequence[int], limit: int,
-                     resync_cursor: tuple[dt.datetime, int] | None = None,
-                     retry_due: Sequence[int] = ()) -> list[SourceCouple]:
-    """The oldest candidates of this source, at most ``limit``, in one query."""
-    args = [earliest or MINUS_INFINITY, only_finished, only_processed, without_streams,
-            list(excluded), limit]
-    if resync_cursor is not None:
-        args += [*resync_cursor, list(retry_due)]
-    rows = await conn.fetch(_query(resync_cursor is not None), *args)
-    return [_couple(r) for r in rows]
-
-
-def _couple(r: asyncpg.Record) -> SourceCouple:
-    return SourceCouple(
-        id=r["id"], callid=r["callid"], start_ts=r["start_ts"], stop_ts=r["stop_ts"],
-        length=r["length"], callingnr=r["callingnr"], originalcallednr=r["originalcallednr"],
-        finalcallednr=r["finalcallednr"], callingpartyname=r["callingpartyname"],
-        calledpartyname=r["calledpartyname"], problemstatus=r["problemstatus"],
-        description=r["description"], protected=r["protected"], sid=r["sid"],
-        synchronized=r["synchronized"], mixed=r["mixed"], state=r["state"],
-        call_start_ts=r["call_start_ts"], call_stop_ts=r["call_stop_ts"],
-        call_length=r["call_length"],
-        files=tuple(CFile(int(f[0]), f[1], int(f[2] or 0), f[3], f[4], f[5], f[6])
-                    for f in r["files"]),
-        extdata=tuple((e[0], e[1]) for e in r["extdata"]),
-        voice_tags=tuple((v[0], int(v[1])) for v in r["voice_tags"]),
-    )
-
-
-async def mark(conn: asyncpg.Connection, marks: dict[int, str]) -> None:
-    """Writes every mark of a batch in one statement."""
-    if not marks:
-        return
-    ids = list(marks)
-    await conn.execute(sql.load("source_mark.sql"), ids, [marks[i] for i in ids])
-
-
-async def clear_erroneous(conn: asyncpg.Connection, sids: Sequence[str] | None) -> int:
-    """Clears E marks (of the given sids only, when given); returns how many."""
-    status = await conn.execute(sql.load("source_clear_erroneous.sql"),
-                                list(sids) if sids else None)
-    return int(status.split()[-1])
-
-
-async def ensure_index(conn: asyncpg.Connection) -> bool:
-    """Creates the pending-couples index if missing; False when not allowed."""
-    exists = await conn.fetchval(
-        "SELECT true FROM pg_indexes WHERE schemaname = 'callrec' AND indexname = $1",
-        "synchrod_couples_pending")
-    if exists:
-        return True
+def _decode_timestamp(value: tuple[int]) -> dt.datetime | OutOfRange:
     try:
-        await conn.execute(sql.load("source_index.sql"))
-    except asyncpg.InsufficientPrivilegeError:
-        return False
-    return True
+        return _PG_EPOCH + value[0] * _MICROSECOND
+    except OverflowError:
+        return OutOfRange(value[0])
+
+
+def _encode_timestamp(value: dt.datetime) -> tuple[int]:
+    return ((value - _PG_EPOCH) // _MICROSECOND,)
+
+
+async def install_timestamp_codec(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("timestamptz", schema="pg_catalog", encoder=_encode_timestamp,
+                              decoder=_decode_timestamp, format="tuple")
+
+
+class Wire:
+    """Text of a ``SQL_ASCII`` database: LATIN1 on the wire (byte-transparent),
+    decoded with the source's codec; paths keep their raw bytes."""
+
+    def __init__(self, codec: str | None):
+        self.codec = codec or "utf-8"
+
+    def inbound(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.encode("latin-1").decode(self.codec, "surrogateescape")
+        return value
+
+    def outbound(self, value: str) -> str:
+        return value.encode(self.codec, "surrogateescape").decode("latin-1")
+
+    def path(self, value: str | None) -> str | None:
+        # a path is the bytes on disk, whatever codepage the recorder meant
+        return None if value is None else os.fsdecode(value.encode("latin-1"))
+
+
+class Recorder:
+    """One recorder connection with the statements its catalog allows."""
+
+    def __init__(self, conn: asyncpg.Connection, catalog: Catalog, wire: Wire | None,
+                 voice_tags: bool):
+        self.conn = conn
+        self.catalog = catalog
+        self.wire = wire
+        self._couple_columns = tuple(c for c in COUPLE_COLUMNS if catalog.has("couples", c))
+        self._file_columns = tuple(c for c in FILE_COLUMNS if catalog.has("cfiles", c))
+        self._has_protected = catalog.has("couples", "protected")
+        self._queries = {resync: _load_query(catalog, self._couple_columns, self._file_columns,
+                                             resync, voice_tags) for resync in (False, True)}
+        self._backlog = _backlog_query(catalog)
+
+    # --- text crossing the wire ---------------------------------------------------
+    def _out(self, values: Sequence[str]) -> list[str]:
+        return [self.wire.outbound(v) for v in values] if self.wire else list(values)
+
+    def _in(self, value):
+        return self.wire.inbound(value) if self.wire else value
+
+    # --- batches -----------------------------------------------------------------------
+    async def load_batch(self, *, earliest: dt.datetime | None, only_finished: bool,
+                         only_processed: bool, without_streams: bool,
+                         excluded: Sequence[tuple[int, str]], limit: int,
+                         resync_cursor: tuple[dt.datetime, int] | None = None,
+                         retry_due: Sequence[int] = ()) -> list[SourceCouple]:
+        """The oldest candidates of this source, at most ``limit``, in one
+        query. ``excluded``: (couple id, sid) in back-off; a couple whose id
+        is listed under another sid (a recorder restored from a backup reuses
+        ids) is not excluded."""
+        args = [earliest or MINUS_INFINITY, only_finished, only_processed, without_streams,
+                [i for i, _ in excluded], self._out([s for _, s in excluded]), limit]
+        if resync_cursor is not None:
+            args += [*resync_cursor, list(retry_due)]
+        rows = await self.conn.fetch(self._queries[resync_cursor is not None], *args)
+        return [self._couple(r) for r in rows]
+
+    def _couple(self, r: asyncpg.Record) -> SourceCouple:
+        tx, wire = self._in, self.wire
+        columns = {c: tx(r[c]) for c in self._couple_columns}
+        files = []
+        for f in r["files"]:
+            extra = dict(zip(self._file_columns, (tx(v) for v in f[5:])))
+            files.append(CFile(int(f[0]), tx(f[2]), int(f[3] or 0),
+                               wire.path(f[4]) if wire else f[4], sgid=f[1], **extra))
+        return SourceCouple(
+            id=r["id"], callid=r["callid"], synchronized=r["synchronized"],
+            protected=r["protected"] if self._has_protected else None, **columns,
+            call_start_ts=r["call_start_ts"], call_stop_ts=r["call_stop_ts"],
+            call_length=r["call_length"], call_cplcnt=r["call_cplcnt"],
+            call_sids=tuple(tx(s[0]) for s in r["call_sids"]),
+            files=tuple(files),
+            extdata=tuple(Extdata(tx(e[0]), tx(e[1]), e[2]) for e in r["extdata"]),
+            voice_tags=tuple(VoiceTag(tx(v[0]), v[1], v[2], v[3], tx(v[4])) for v in r["voice_tags"]),
+        )
+
+    async def mark(self, marks: dict[int, tuple[str, str]]) -> None:
+        """Writes every mark of a batch in one statement: couple id → (sid,
+        mark); a couple whose sid changed meanwhile is left alone."""
+        if not marks:
+            return
+        ids = list(marks)
+        async with self.conn.transaction():  # the couples' update triggers fire per row
+            await self.conn.execute(dbconn.WRITE_PLANS)
+            await self.conn.execute(sql.load("source_mark.sql"), ids,
+                                    self._out([marks[i][0] for i in ids]), [marks[i][1] for i in ids])
+
+    async def clear_erroneous(self, sids: Sequence[str] | None) -> int:
+        """Clears E marks (of the given sids only, when given); returns how many."""
+        status = await self.conn.execute(sql.load("source_clear_erroneous.sql"),
+                                         self._out(sids) if sids else None)
+        return int(status.split()[-1])
+
+    async def backlog(self, *, earliest: dt.datetime | None, only_finished: bool,
+                      only_processed: bool, without_streams: bool) -> tuple[int, dt.datetime | None]:
+        """(eligible calls not yet synchronized, start of the oldest of them)."""
+        row = await self.conn.fetchrow(self._backlog, earliest or MINUS_INFINITY, only_finished,
+                                       only_processed, without_streams)
+        oldest = row["oldest"]
+        return row["backlog"], None if isinstance(oldest, OutOfRange) else oldest
+
+    async def ensure_index(self) -> bool:
+        """Creates the pending-couples index if missing; False when not allowed."""
+        exists = await self.conn.fetchval(
+            "SELECT true FROM pg_indexes WHERE schemaname = 'callrec' AND indexname = $1",
+            "synchrod_couples_pending")
+        if exists:
+            return True
+        try:
+            await self.conn.execute(sql.load("source_index.sql"))
+        except asyncpg.InsufficientPrivilegeError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        try:
+            await self.conn.close(timeout=5)
+        except Exception:  # noqa: BLE001 - a dead connection closes by terminating
+            self.conn.terminate()
+
+    def is_closed(self) -> bool:
+        return self.conn.is_closed()
+
+
+async def open_recorder(dsn: str, *, text_encoding: str | None, voice_tags: bool,
+                        application_name: str) -> Recorder:
+    """Connects, reads the catalog and sets the connection up for this
+    recorder's encoding."""
+    conn = await dbconn.connect(dsn, application_name=application_name)
+    try:
+        await install_timestamp_codec(conn)
+        catalog = await read_catalog(conn)
+        wire = None
+        if catalog.encoding == "SQL_ASCII":
+            await conn.execute("SET client_encoding = 'LATIN1'")
+            wire = Wire(text_encoding)
+        return Recorder(conn, catalog, wire, voice_tags)
+    except BaseException:
+        conn.terminate()
+        raise
 
 
 async def identity(conn: asyncpg.Connection) -> tuple[str, str]:
@@ -97,59 +214,46 @@ async def identity(conn: asyncpg.Connection) -> tuple[str, str]:
     return row["server_id"], row["dbname"]
 
 
-# --- speech tags: the replay database is the master ----------------------
+# --- statements built from the catalog ---------------------------------------------
 
-SpeechTags = tuple[dict[str, str | None], set[tuple[str, str]]]
-
-
-async def speech_tags_digest(conn: asyncpg.Connection) -> str:
-    return await conn.fetchval(sql.load("speech_tags_digest.sql"))
-
-
-async def read_speech_tags(conn: asyncpg.Connection) -> SpeechTags:
-    tags = {r["name"]: r["description"]
-            for r in await conn.fetch("SELECT name, description FROM callrec.speech_tags")}
-    phrases = {(r["tag"], r["phrase"])
-               for r in await conn.fetch("SELECT tag, phrase FROM callrec.speech_phrases")}
-    return tags, phrases
+def _filters(cat: Catalog) -> list[str]:
+    """The candidate predicates of SPEC §3.1 ($1-$4), for the columns this version has."""
+    out = ["c.start_ts >= $1::timestamptz"]
+    if cat.has("couples", "state"):
+        out.append("(NOT $2::bool OR c.state = 'FINISHED')")
+    if cat.has("couples", "mixed"):
+        out.append("(NOT $3::bool OR c.mixed = 'M')")
+    out.append("($4::bool OR EXISTS (SELECT 1 FROM callrec.cfiles f WHERE f.cplid = c.id))")
+    return out
 
 
-async def write_speech_tags(conn: asyncpg.Connection, master: SpeechTags) -> dict[str, int]:
-    """Makes this database's speech tags identical to ``master``; returns counts."""
-    want_tags, want_phrases = master
-    async with conn.transaction():
-        have_tags, have_phrases = await read_speech_tags(conn)
-        drop_phrases = sorted(have_phrases - want_phrases)
-        add_phrases = sorted(want_phrases - have_phrases)
-        drop_tags = sorted(set(have_tags) - set(want_tags))
-        add_tags = sorted(set(want_tags) - set(have_tags))
-        upd_tags = sorted(t for t in set(want_tags) & set(have_tags) if want_tags[t] != have_tags[t])
-        if drop_phrases:
-            await conn.execute(
-                "DELETE FROM callrec.speech_phrases p USING unnest($1::text[], $2::text[]) AS d(tag, phrase)"
-                " WHERE p.tag = d.tag AND p.phrase = d.phrase",
-                [t for t, _ in drop_phrases], [p for _, p in drop_phrases])
-        if drop_tags:
-            await conn.execute("DELETE FROM callrec.speech_tags WHERE name = ANY($1::text[])", drop_tags)
-        if add_tags or upd_tags:
-            names = add_tags + upd_tags
-            await conn.execute(
-                "INSERT INTO callrec.speech_tags (name, description)"
-                " SELECT * FROM unnest($1::text[], $2::text[])"
-                " ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description",
-                names, [want_tags[n] for n in names])
-        if add_phrases:
-            await conn.execute(
-                "INSERT INTO callrec.speech_phrases (tag, phrase)"
-                " SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
-                [t for t, _ in add_phrases], [p for _, p in add_phrases])
-    return {"inserted": len(add_tags) + len(add_phrases), "updated": len(upd_tags),
-            "deleted": len(drop_tags) + len(drop_phrases)}
+def _load_query(cat: Catalog, couple_columns, file_columns, resync: bool, voice_tags: bool) -> str:
+    file_fields = ", ".join(f"f.{c}::{_FILE_CASTS[c]}" for c in file_columns)
+    sgid = "f.sgid" if cat.has("cfiles", "sgid") else "NULL::integer"
+    created = "e.created_ts" if cat.has("couple_extdata", "created_ts") else "NULL::timestamptz"
+    call_columns = {c: f"k.{c}" if cat.has("calls", c) else "NULL::integer" for c in ("length", "cplcnt")}
+    for c in ("start_ts", "stop_ts"):
+        call_columns[c] = f"k.{c}" if cat.has("calls", c) else "NULL::timestamptz"
+    if not voice_tags:
+        tags = "'{}'::record[]"
+    else:
+        on = ("v.cplid = cand.id" if cat.has("voice_tags", "cplid") else
+              "v.cfileid IN (SELECT f.id FROM callrec.cfiles f WHERE f.cplid = cand.id)")
+        tags = f"""ARRAY(SELECT ROW(p.phrase_text::text, v.from_time, v.to_time, v.confidence::float8,
+                           v.channel::text)
+                     FROM callrec.voice_tags v JOIN callrec.speech_phrases p ON p.phraseid = v.phraseid
+                    WHERE {on} ORDER BY v.from_time, p.phrase_text)"""
+    protected = ", cand.protected" if cat.has("couples", "protected") else ""
+    text = sql.load("source_load_batch.sql")
+    return text.format(
+        pending=_PENDING_OR_RESYNC if resync else _PENDING,
+        filters="\n       AND ".join(_filters(cat)),
+        couple_columns=", ".join(f"cand.{c}" for c in couple_columns) + protected,
+        call_start=call_columns["start_ts"], call_stop=call_columns["stop_ts"],
+        call_length=call_columns["length"], call_cplcnt=call_columns["cplcnt"],
+        sgid=sgid, file_fields=(", " + file_fields) if file_fields else "", created=created,
+        voice_tags=tags)
 
 
-async def backlog(conn: asyncpg.Connection, *, earliest: dt.datetime | None, only_finished: bool,
-                  only_processed: bool, without_streams: bool) -> tuple[int, dt.datetime | None]:
-    """(eligible calls not yet synchronized, start of the oldest of them)."""
-    row = await conn.fetchrow(sql.load("source_backlog.sql"), earliest or MINUS_INFINITY,
-                              only_finished, only_processed, without_streams)
-    return row["backlog"], row["oldest"]
+def _backlog_query(cat: Catalog) -> str:
+    return sql.load("source_backlog.sql").format(filters="\n   AND ".join(_filters(cat)))

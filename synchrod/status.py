@@ -48,7 +48,11 @@ async def gather(cfg: Config | None, conn: asyncpg.Connection) -> dict:
         sources.append(view)
         jobs.append(views.job_view(s.sysname, base, owner["name"] if owner else None))
     return {
-        "daemons": [{k: _iso(v) for k, v in d.items() if k != "sources"} for d in live],
+        "daemons": [{k: _iso(v) for k, v in d.items() if k not in ("sources", "targets")}
+                    for d in live],
+        # target path -> (why it takes no new files, the daemon that found it)
+        "target_problems": {path: {"problem": problem, "daemon": d["name"]}
+                            for d in live for path, problem in d["targets"].items()},
         "sources": sources,
         "jobs": jobs,
     }
@@ -117,6 +121,8 @@ def render(report: dict) -> str:
     for s in report["sources"]:
         if s["last_error"]:
             lines.append(f"{s['sysname']}: {s['last_error']}")
+    for path, p in sorted(report.get("target_problems", {}).items()):
+        lines.append(f"target path {path} takes no new files: {p['problem']} (seen by {p['daemon']})")
     if report.get("jobs"):
         lines.append("")
         jobs = [("ID", "Source", "Generation", "State", "Attempt", "Type", "Status", "Timestamp",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from . import faults, media
 from .core import naming
+from .core.catalog import int_limit
 from .core.model import VIDEO_TYPES, CFile, SourceCouple, TargetCouple
 from .core.pathsafety import unsafe_reason
 from .core.placement import Placer
@@ -80,13 +81,16 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
                    current: dict[str, TargetCouple], tconn) -> Transferred:
     """Copies (or checks, in link mode) the media of every call that needs it."""
     cfg, src = engine.config, rt.cfg
+    max_size = int_limit(engine.target_catalog, "cfiles", "cfsize")
     out = Transferred()
     deliveries, failures, skipped = out.deliveries, out.failures, out.skipped
 
     placers = {}
     if src.copy_files:
-        paths = cfg.target.audio_paths + cfg.target.video_paths
-        usage = {p.path: u for p in paths if (u := media.fs_usage(p.path)) is not None}
+        # in the pool: a hung target must stall this source, not the daemon
+        states = await rt.media(cfg.synchro.io_timeout, media.target_states, engine.target_paths())
+        engine.note_target_states(states)
+        usage = {p: st.usage for p, st in states.items() if st.problem is None and st.usage}
         placers = {"audio": Placer(cfg.target.audio_paths, usage, engine.balance_ledger),
                    "video": Placer(cfg.target.video_paths, usage, engine.balance_ledger)}
 
@@ -108,13 +112,15 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
         live = set(target.file_paths) if target else set()
         dests, chosen = [], set()
         for f in p.files:
-            root = placers["video" if f.cftype in VIDEO_TYPES else "audio"].place(f.cfsize)
+            # real sizes: a recorder's cfsize may be 0 (unknown)
+            size = p.sizes.get(f.id) or f.cfsize
+            root = placers["video" if f.cftype in VIDEO_TYPES else "audio"].place(size)
             if root is None:
                 break
             chosen.add(root)
             dests.append((f, _destination(root, p, f, src.sysname, live)))
         if len(dests) < len(p.files):
-            skipped.append(Failure(p.couple, "storage_full", "no target path below its watermark"))
+            skipped.append(Failure(p.couple, "storage_full", "no open target path below its watermark"))
             continue
         jobs.append((p, dests))
         job_roots.append(chosen)
@@ -122,7 +128,8 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
     if src.copy_files:
         await journal.record_intents(tconn, src.sysname, [d for _, ds in jobs for _, d in ds])
 
-    results = await _run_jobs(rt, jobs, cfg.synchro.verify == "sha256", cfg.synchro.io_timeout)
+    results = await _run_jobs(rt, jobs, cfg.synchro.verify == "sha256", cfg.synchro.io_timeout,
+                              max_size)
     faults.point("after_copy", src.sysname)
     for (p, dests), chosen, result in zip(jobs, job_roots, results):
         if isinstance(result, BaseException):
@@ -139,7 +146,8 @@ async def transfer(engine: Engine, rt: SourceRuntime, prepared: Sequence[Prepare
     return out
 
 
-async def _run_jobs(rt: SourceRuntime, jobs, sha: bool, io_timeout: float) -> list:
+async def _run_jobs(rt: SourceRuntime, jobs, sha: bool, io_timeout: float,
+                    max_size: int | None) -> list:
     """Runs the jobs in the source's pool, one chunk per worker; a result per
     job, in order: its files, or the exception that failed it."""
     if not jobs:
@@ -152,7 +160,8 @@ async def _run_jobs(rt: SourceRuntime, jobs, sha: bool, io_timeout: float) -> li
         out = []
         for p, dests in chunk:
             try:
-                out.append(_deliver_files(p, dests, mount_real, src.mount_path, src.copy_files, sha))
+                out.append(_deliver_files(p, dests, mount_real, src.mount_path, src.copy_files, sha,
+                                          max_size))
             except (media.CallError, media.TargetError) as exc:
                 out.append(exc)
             rt.touch()
@@ -167,13 +176,17 @@ async def _run_jobs(rt: SourceRuntime, jobs, sha: bool, io_timeout: float) -> li
 
 
 def _deliver_files(p: Prepared, dests, mount_real: str, mount_path: str, copy: bool,
-                   sha: bool) -> tuple[NewFile, ...]:
+                   sha: bool, max_size: int | None) -> tuple[NewFile, ...]:
     # every file is located (nothing read) before any is read: a call with
     # one unsafe path has nothing read at all
     located = []
     try:
         for f, _ in dests:
             located.append(media.locate(mount_real, mount_path, f.cfpath))
+            size = located[-1][1].st_size
+            if max_size is not None and size > max_size:
+                raise media.CallError("out_of_range", f"{f.cfpath}: {size} bytes, more than the "
+                                      f"replay database's cfiles.cfsize holds ({max_size})")
         return tuple(_copy(located, dests, sha) if copy else _link(located, dests, mount_path, sha))
     finally:
         for pfd, _ in located:
@@ -193,8 +206,7 @@ def _copy(located, dests, sha: bool):
                 os.close(fd)
             if digest is not None:
                 media.check_digest(f.cfpath, digest, f.digest)
-            yield NewFile(f.cftype, st.st_size, dest, digest if sha else f.digest,
-                          f.start_ts, f.stop_ts, copied=True)
+            yield NewFile(f, st.st_size, dest, digest if sha else f.digest, copied=True)
     except BaseException:
         for dest in written:  # never a live file: see _destination
             media.remove(dest)
@@ -212,5 +224,5 @@ def _link(located, dests, mount_path: str, sha: bool):
             finally:
                 os.close(fd)
             media.check_digest(f.cfpath, digest, f.digest)
-        yield NewFile(f.cftype, st.st_size, mount_path.rstrip("/") + f.cfpath,
-                      digest if sha else f.digest, f.start_ts, f.stop_ts, copied=False)
+        yield NewFile(f, st.st_size, mount_path.rstrip("/") + f.cfpath,
+                      digest if sha else f.digest, copied=False)

@@ -6,6 +6,7 @@ find the line to fix. The validator only checks and normalises plain data;
 """
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import math
 import os
@@ -134,6 +135,34 @@ def timestamp(value: Any, path: str) -> dt.datetime:
     return parsed
 
 
+# every byte below 0x80 must be that ASCII character, alone and both ways:
+# the schema's own values (state, cftype, cfpath) are ASCII, and a stateful
+# or escaping codec (utf-7, hz, iso2022, raw_unicode_escape) or a wide one
+# (utf-16, utf-32) would read them as something else
+# (the backslash only in valid escapes: unicode_escape warns about others)
+_ASCII_PROBE = (bytes(c for c in range(128) if c != 0x5C)
+                + b"\\u0041\\x41\\\\+AEE-~{~}\x1b(B\x1b$B")
+
+
+def text_codec(value: Any, path: str) -> str:
+    """A Python codec name for text stored as bytes; normalised to the
+    codec's canonical name (``latin1`` -> ``iso8859-1``)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(path, f"must be a codec name such as latin1 or cp1250, not {value!r}")
+    try:
+        canonical = codecs.lookup(value).name
+    except (LookupError, TypeError, ValueError):
+        raise ConfigError(path, f"{value!r} is not a codec Python knows") from None
+    try:
+        compatible = (_ASCII_PROBE.decode(canonical) == _ASCII_PROBE.decode("ascii")
+                      and _ASCII_PROBE.decode("ascii").encode(canonical) == _ASCII_PROBE)
+    except (LookupError, UnicodeError, TypeError, ValueError):
+        compatible = False  # bytes-to-bytes codecs (base64, rot13) or one that refuses ASCII
+    if not compatible:
+        raise ConfigError(path, f"{value!r} is not an ASCII-compatible text encoding")
+    return canonical
+
+
 def listen_address(value: Any, path: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(path, f"must be HOST:PORT, not {value!r}")
@@ -191,11 +220,18 @@ class Section:
 class ListOf:
     item: Callable[[Any, str], Any]
     min_items: int = 0
+    unique: bool = False    # refuse an item (after normalisation) listed twice
 
     def __call__(self, value: Any, path: str) -> list[Any]:
         if not isinstance(value, list):
             raise ConfigError(path, "must be a list")
         if len(value) < self.min_items:
             raise ConfigError(path, f"must have at least {self.min_items} item(s)")
-        return [self.item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        out = [self.item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if self.unique:
+            for i, v in enumerate(out):
+                if v in out[:i]:
+                    raise ConfigError(f"{path}[{i}]", f"{v!r} is listed twice "
+                                                      f"(first at {path}[{out.index(v)}])")
+        return out
 

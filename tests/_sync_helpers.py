@@ -77,8 +77,29 @@ def extdata(env, sid: str) -> set[tuple[str, str]]:
 
 
 def voice_tags(env, sid: str) -> set[tuple[str, int]]:
-    return set(env.target("SELECT v.tag, v.position_ms FROM callrec.voice_tags v"
+    """(phrase text, from ms) of the target couple's voice tags."""
+    return set(env.target("SELECT p.phrase_text, v.from_time FROM callrec.voice_tags v"
+                          " JOIN callrec.speech_phrases p ON p.phraseid = v.phraseid"
                           " JOIN callrec.couples c ON c.id = v.cplid WHERE c.sid = %s", sid))
+
+
+def define_phrases(env, dsn: str, *phrases: str) -> None:
+    """Speech phrases (no tag) in one database, e.g. the master for voice tags."""
+    for text in phrases:
+        env.query(dsn, "INSERT INTO callrec.speech_phrases (phrase_text, state, enabled)"
+                       " VALUES (%s, 'READY', true) ON CONFLICT DO NOTHING", text)
+
+
+def define_tags(env, dsn: str, tags: dict[str, tuple[str | None, list[str]]]) -> None:
+    """Speech tags in one database: name -> (icon, its phrases)."""
+    for name, (icon, phrases) in tags.items():
+        define_phrases(env, dsn, *phrases)
+        env.query(dsn, "INSERT INTO callrec.speech_tags (tag_name, state, icon) VALUES (%s, 'READY', %s)",
+                  name, icon)
+        for text in phrases:
+            env.query(dsn, "INSERT INTO callrec.tag_to_phrases (tagid, phraseid)"
+                           " SELECT t.tagid, p.phraseid FROM callrec.speech_tags t, callrec.speech_phrases p"
+                           " WHERE t.tag_name = %s AND p.phrase_text = %s", name, text)
 
 
 def outcomes(env, source: str = "rec1") -> dict[str, list[tuple[str, str | None]]]:
@@ -126,10 +147,37 @@ def cli(env, *args: str, stdin: str | None = None, timeout: float = 120):
                           cwd=REPO, input=stdin)
 
 
-def speech_tags(env, dsn: str) -> tuple[set, set]:
-    tags = set(env.query(dsn, "SELECT name, description FROM callrec.speech_tags"))
-    phrases = set(env.query(dsn, "SELECT tag, phrase FROM callrec.speech_phrases"))
-    return tags, phrases
+def speech_tags(env, dsn: str) -> tuple[set, set, set]:
+    """(tags as (name, icon), phrases as (text, enabled), links as (tag name, phrase text))."""
+    tags = set(env.query(dsn, "SELECT tag_name, icon FROM callrec.speech_tags"))
+    phrases = set(env.query(dsn, "SELECT phrase_text, enabled FROM callrec.speech_phrases"))
+    links = set(env.query(dsn, "SELECT t.tag_name, p.phrase_text FROM callrec.tag_to_phrases l"
+                               " JOIN callrec.speech_tags t ON t.tagid = l.tagid"
+                               " JOIN callrec.speech_phrases p ON p.phraseid = l.phraseid"))
+    return tags, phrases, links
+
+
+def teach_cftype(env, cftype: str, bit: int) -> None:
+    """Makes every database of the test an installation that knows ``cftype``
+    (its cftype CHECK and GET_CFTYPEMASK), as installations with INDEX files are."""
+    for dsn in [env.target_dsn()] + [env.source_dsn(i) for i in range(len(env.source_dbs))]:
+        (check,), = env.query(dsn, "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+                                   " WHERE conname = '_cfiles_cftype_ck'")
+        env.query(dsn, "ALTER TABLE callrec.cfiles DROP CONSTRAINT _cfiles_cftype_ck")
+        env.query(dsn, "ALTER TABLE callrec.cfiles ADD CONSTRAINT _cfiles_cftype_ck "
+                  + check.replace("ARRAY[", f"ARRAY['{cftype}'::character varying, ", 1))
+        env.query(dsn, f"""
+            CREATE OR REPLACE FUNCTION callrec.get_cftypemask(varchar) RETURNS bit(32)
+                LANGUAGE plpgsql IMMUTABLE RETURNS NULL ON NULL INPUT AS $$
+            BEGIN
+                CASE upper($1)
+                    WHEN 'AUDIO' THEN RETURN CAST(1 AS bit(32)); WHEN 'MAG' THEN RETURN CAST(2 AS bit(32));
+                    WHEN 'ARCHIVE' THEN RETURN CAST(4 AS bit(32)); WHEN 'IMAGE' THEN RETURN CAST(8 AS bit(32));
+                    WHEN 'VIDEO' THEN RETURN CAST(16 AS bit(32)); WHEN 'RECD' THEN RETURN CAST(32 AS bit(32));
+                    WHEN '{cftype}' THEN RETURN CAST({bit} AS bit(32));
+                    ELSE RAISE EXCEPTION 'unknown value in GET_CFTYPEMASK(VARCHAR)';
+                END CASE;
+            END $$""")
 
 
 def retone(env, i: int, cfpath: str, freq: float) -> None:

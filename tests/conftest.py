@@ -21,7 +21,11 @@ from synchrod.config import from_dict
 from synchrod.testing import recorders
 from synchrod.testing.pgserver import PgServer
 
-TEMPLATE = "synchrod_test_tpl"
+TEMPLATE = "synchrod_test_tpl"                 # the current CallREC schema
+TEMPLATE_LEGACY = "synchrod_test_tpl_legacy"   # an older CallREC version
+TEMPLATE_SQL_ASCII = "synchrod_test_tpl_ascii"  # the current schema in a SQL_ASCII database
+TEMPLATES = {TEMPLATE: ("current", None), TEMPLATE_LEGACY: ("legacy", None),
+             TEMPLATE_SQL_ASCII: ("current", "SQL_ASCII")}
 REPO = Path(__file__).resolve().parent.parent
 SYNCHROD = [sys.executable, "-m", "synchrod"]
 
@@ -49,9 +53,11 @@ def cluster():
         os.chmod(root, 0o755)
         server = PgServer(root / "pg").start()
         c = Cluster(server.dsn("postgres"), server)
-    recorders.create_template(c.admin_dsn, TEMPLATE, c.dsn)
+    for name, (version, encoding) in TEMPLATES.items():
+        recorders.create_template(c.admin_dsn, name, c.dsn, version, encoding)
     yield c
-    recorders.drop_database(c.admin_dsn, TEMPLATE)
+    for name in TEMPLATES:
+        recorders.drop_database(c.admin_dsn, name)
     if server is not None:
         server.destroy()
 
@@ -59,14 +65,20 @@ def cluster():
 class Env:
     """One test's world: a replay database, recorders, mounts, target paths."""
 
-    def __init__(self, cluster: Cluster, tmp: Path, nsources: int = 2):
+    def __init__(self, cluster: Cluster, tmp: Path, nsources: int = 2,
+                 templates: dict[str, str] | None = None):
+        """``templates``: database ("replay", "rec1", ...) -> template to
+        clone instead of the current CallREC schema."""
         self.cluster = cluster
         self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
         tag = uuid.uuid4().hex[:8]
         self.target_db = f"t_{tag}_replay"
         self.source_dbs = [f"t_{tag}_rec{i + 1}" for i in range(nsources)]
-        for db in [self.target_db] + self.source_dbs:
-            recorders.create_database(cluster.admin_dsn, db, TEMPLATE)
+        templates = templates or {}
+        for role, db in [("replay", self.target_db)] + [(f"rec{i + 1}", d) for i, d in
+                                                        enumerate(self.source_dbs)]:
+            recorders.create_database(cluster.admin_dsn, db, templates.get(role, TEMPLATE))
         self.mounts = [tmp / f"mnt{i + 1}" for i in range(nsources)]
         for m in self.mounts:
             m.mkdir()
@@ -109,9 +121,13 @@ class Env:
         return self.cluster.dsn(self.source_dbs[i])
 
     def query(self, dsn: str, sql: str, *params) -> list[tuple]:
+        """Rows of a statement; text of a SQL_ASCII database (bytes to psycopg)
+        comes back as str, undecodable bytes as surrogates."""
         with psycopg.connect(dsn, autocommit=True) as conn:
             cur = conn.execute(sql, params or None)
-            return cur.fetchall() if cur.description else []
+            rows = cur.fetchall() if cur.description else []
+        return [tuple(v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v for v in r)
+                for r in rows]
 
     def target(self, sql: str, *params) -> list[tuple]:
         return self.query(self.target_dsn(), sql, *params)
@@ -122,8 +138,8 @@ class Env:
     def marks(self, i: int = 0) -> dict[str, str | None]:
         return dict(self.source(i, "SELECT sid, synchronized FROM callrec.couples"))
 
-    def add_calls(self, i: int, calls) -> dict[str, int]:
-        return recorders.add_calls(self.source_dsn(i), self.mounts[i], calls)
+    def add_calls(self, i: int, calls, client_encoding: str | None = None) -> dict[str, int]:
+        return recorders.add_calls(self.source_dsn(i), self.mounts[i], calls, client_encoding)
 
     # --- running synchrod --------------------------------------------------------------
     def once(self, *args: str, env: dict | None = None, timeout: float = 120,
@@ -166,6 +182,21 @@ def env(cluster, tmp_path):
     e = Env(cluster, tmp_path)
     yield e
     e.cleanup()
+
+
+@pytest.fixture
+def make_env(cluster, tmp_path):
+    """``make_env(templates={...}, nsources=2)``: an Env whose databases
+    are cloned from the given templates (TEMPLATE_LEGACY, TEMPLATE_SQL_ASCII)."""
+    made = []
+
+    def make(**kw):
+        e = Env(cluster, tmp_path / f"env{len(made)}", **kw)
+        made.append(e)
+        return e
+    yield make
+    for e in made:
+        e.cleanup()
 
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)

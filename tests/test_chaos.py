@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from _sync_helpers import define_phrases
 from conftest import NOW, REPO, SYNCHROD
 from invariants import assert_consistent
 from synchrod.core.naming import TMP_PREFIX
@@ -211,6 +212,7 @@ def test_chaos_sigkill_while_draining(env, tmp_path):
     tag = f"seed={SEED} (replay with SYNCHROD_CHAOS_SEED={SEED})"
     t0 = time.monotonic()
     rec1, rec2, eligible, ineligible, winner = _population(rng)
+    define_phrases(env, env.target_dsn(), "v1")  # voice tags map by phrase text
     env.add_calls(0, rec1)
     env.add_calls(1, rec2)
     assert len(eligible) >= 2000
@@ -330,7 +332,7 @@ def test_chaos_sigkill_while_draining(env, tmp_path):
         assert not unmarked, (unmarked[:10], context)
 
     # shared sids: the better copy is the one on the target, the winner is marked S
-    rows = env.target("SELECT c.sid, c.cfcnt, array_agg(f.cfpath) FROM callrec.couples c"
+    rows = env.target("SELECT c.sid, c.cfcnt, array_agg(f.cfpath::text) FROM callrec.couples c"
                       " JOIN callrec.cfiles f ON f.cplid = c.id WHERE c.sid = ANY(%s)"
                       " GROUP BY c.sid, c.cfcnt", sorted(winner))
     assert len(rows) == len(winner), context

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from _sync_helpers import cli, files_under, set_source, spec, speech_tags, target_couples, wav
+from _sync_helpers import cli, define_tags, files_under, set_source, spec, speech_tags, target_couples, wav
 from synchrod.passwords import verify_password
 from synchrod.testing.recorders import FileSpec
 
@@ -71,7 +71,7 @@ def test_dry_run_on_a_fresh_replay_database(env):
 
 def test_dry_run_changes_nothing(env):
     assert cli(env, "init-db").returncode == 0
-    env.target("INSERT INTO callrec.speech_tags VALUES ('t', 'd')")
+    define_tags(env, env.target_dsn(), {"t": ("d", [])})
     env.add_calls(0, [spec("d1"), spec("d2"), spec("gone", [FileSpec("AUDIO", "/g.wav", content="none")])])
     env.add_calls(1, [spec("d1", [wav("/d1/a.wav"), wav("/d1/b.wav")])])
     proc = env.once("--dry-run", "--until-idle", check_rc=0)
@@ -85,11 +85,11 @@ def test_dry_run_changes_nothing(env):
     for table in ("runs", "attempts", "synced", "pending_files"):
         assert env.target(f"SELECT count(*) FROM synchrod.{table}")[0][0] == 0, table
     assert files_under(env.tmp / "replay") == []
-    assert speech_tags(env, env.source_dsn(0)) == (set(), set())
+    assert speech_tags(env, env.source_dsn(0)) == (set(), set(), set())
 
 
 def test_source_option_only_touches_that_source(env):
-    env.target("INSERT INTO callrec.speech_tags VALUES ('t', 'd')")
+    define_tags(env, env.target_dsn(), {"t": ("d", [])})
     env.add_calls(0, [spec("one")])
     env.add_calls(1, [spec("two"), spec("three")])
     proc = env.once("--source", "rec2", "--until-idle", check_rc=0)
@@ -97,8 +97,8 @@ def test_source_option_only_touches_that_source(env):
     assert env.marks(0) == {"one": None}
     assert env.marks(1) == {"two": "S", "three": "S"}
     assert set(target_couples(env)) == {"two", "three"}
-    assert speech_tags(env, env.source_dsn(0)) == (set(), set())
-    assert speech_tags(env, env.source_dsn(1)) == ({("t", "d")}, set())
+    assert speech_tags(env, env.source_dsn(0)) == (set(), set(), set())
+    assert speech_tags(env, env.source_dsn(1)) == ({("t", "d")}, set(), set())
     assert env.target("SELECT DISTINCT source FROM synchrod.runs") == [("rec2",)]
 
 
@@ -155,6 +155,7 @@ def test_check_all_ok(env):
     assert len(lines) >= 7, lines
     assert all(": OK" in line and "FAILED" not in line for line in lines), lines
     for what in ("configuration", "target database", f"target path {env.target_path}",
+                 "callrec schema of the target database", "callrec schema of source rec1",
                  "source rec1 database", f"source rec1 mount path {env.mounts[0]}",
                  "source rec2 database", f"source rec2 mount path {env.mounts[1]}"):
         assert sum(line.startswith(what) for line in lines) == 1, what

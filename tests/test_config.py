@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synchrod.config import DEFAULT_PATH, ConfigError, TargetPath, from_dict, load, resolve_path
+from synchrod.config import (DEFAULT_PATH, ConfigError, TargetPath, from_dict, load, load_target_dsn,
+                             resolve_path)
 
 REPO = Path(__file__).resolve().parent.parent
 DELETE = object()
@@ -104,6 +105,7 @@ def test_minimal_config_gets_spec_defaults():
             src.synchronize_audio, src.synchronize_video, src.synchronize_screens_recd,
             src.synchronize_index_files) == \
         (True, "default", "last_week", None, False, False, True, False, True, True, True, True)
+    assert (src.extra_file_types, src.text_encoding) == ((), None)
     assert (cfg.monitor.enabled, cfg.monitor.listen, cfg.monitor.users) == (True, "127.0.0.1:9218", ())
     assert (cfg.logging.level, cfg.logging.format) == ("info", "json")
     assert cfg.path is None
@@ -275,6 +277,140 @@ def test_duplicate_target_paths():
     assert err.path == "target.additional_paths[1].path"
 
 
+# --- extra_file_types ----------------------------------------------------------------------------
+
+def test_extra_file_types_kept_in_order_as_a_tuple():
+    raw = with_value(base(), "sources[1].extra_file_types", ["PVSTREAM", "PVMAG", "PVIDEO", "X1_2", "ABCDEFGH"])
+    cfg = from_dict(raw)
+    assert cfg.sources[1].extra_file_types == ("PVSTREAM", "PVMAG", "PVIDEO", "X1_2", "ABCDEFGH")
+    assert cfg.sources[0].extra_file_types == ()
+    assert from_dict(with_value(base(), "sources[0].extra_file_types", None)).sources[0].extra_file_types == ()
+    assert from_dict(with_value(base(), "sources[0].extra_file_types", [])).sources[0].extra_file_types == ()
+
+
+@pytest.mark.parametrize("cftype,switch", [
+    ("AUDIO", "synchronize_audio"), ("ARCHIVE", "synchronize_audio"), ("MAG", "synchronize_audio"),
+    ("MAG", "only_processed"), ("VIDEO", "synchronize_video"), ("IMAGE", "synchronize_video"),
+    ("RECD", "synchronize_screens_recd"), ("INDEX", "synchronize_index_files"),
+])
+def test_extra_file_types_refuses_a_type_a_switch_governs(cftype, switch):
+    err = error(with_value(base(), "sources[1].extra_file_types", ["PVMAG", cftype]))
+    assert err.path == "sources[1].extra_file_types[1]"
+    assert switch in err.message and cftype in err.message
+
+
+@pytest.mark.parametrize("cftype", ["pvmag", "Pvmag", "9ABC", "_ABC", "ABCDEFGHI", "", "PV-MAG", "PV MAG",
+                                    5, None, True, ["PVMAG"]])
+def test_extra_file_types_item_must_be_a_cftype(cftype):
+    err = error(with_value(base(), "sources[0].extra_file_types", [cftype]))
+    assert err.path == "sources[0].extra_file_types[0]"
+
+
+def test_extra_file_types_listed_twice():
+    err = error(with_value(base(), "sources[0].extra_file_types", ["PVMAG", "PVIDEO", "PVMAG"]))
+    assert err.path == "sources[0].extra_file_types[2]"
+    assert "twice" in err.message and "sources[0].extra_file_types[0]" in err.message
+
+
+@pytest.mark.parametrize("value", ["PVMAG", {"PVMAG": True}, 1])
+def test_extra_file_types_must_be_a_list(value):
+    assert error(with_value(base(), "sources[0].extra_file_types", value)).path == "sources[0].extra_file_types"
+
+
+# --- text_encoding ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("given,canonical", [
+    ("latin1", "iso8859-1"), ("Latin-1", "iso8859-1"), ("cp1250", "cp1250"), ("CP1252", "cp1252"),
+    ("iso8859-2", "iso8859-2"), ("ISO-8859-2", "iso8859-2"), ("koi8-r", "koi8-r"), ("utf8", "utf-8"),
+    ("ascii", "ascii"), ("shift_jis", "shift_jis"), ("gbk", "gbk"),
+])
+def test_text_encoding_normalised_to_the_codec_name(given, canonical):
+    cfg = from_dict(with_value(base(), "sources[1].text_encoding", given))
+    assert cfg.sources[1].text_encoding == canonical and cfg.sources[0].text_encoding is None
+
+
+def test_text_encoding_null_is_none():
+    assert from_dict(with_value(base(), "sources[0].text_encoding", None)).sources[0].text_encoding is None
+
+
+@pytest.mark.parametrize("codec", ["no-such-codec", "latin-99", "mbcs"])
+def test_text_encoding_unknown_codec(codec):
+    err = error(with_value(base(), "sources[1].text_encoding", codec))
+    assert err.path == "sources[1].text_encoding" and codec in err.message
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-8-sig",
+                                   "utf-7", "cp037", "cp500", "hz", "iso2022_jp", "unicode_escape",
+                                   "raw_unicode_escape", "punycode", "idna", "base64", "rot13", "hex",
+                                   "zlib", "undefined"])
+def test_text_encoding_must_be_ascii_compatible(codec):
+    err = error(with_value(base(), "sources[1].text_encoding", codec))
+    assert err.path == "sources[1].text_encoding" and "ASCII-compatible" in err.message
+
+
+@pytest.mark.parametrize("value", ["", 5, True, ["latin1"], {"name": "latin1"}])
+def test_text_encoding_must_be_a_name(value):
+    assert error(with_value(base(), "sources[0].text_encoding", value)).path == "sources[0].text_encoding"
+
+
+# --- a recorder's mount and the target paths --------------------------------------------------------
+
+VIDEO = {"default_path": "/opt/callrec/data/screens", "additional_paths": [{"path": "/video2"}]}
+
+
+def test_mount_containing_a_target_path_message():
+    raw = with_value(base(), "target.additional_paths[0].path", "/srv/rec2/replay")
+    err = error(with_value(raw, "sources[1].mount_path", "/srv/rec2"))
+    assert str(err) == ("sources[1].mount_path: /srv/rec2 contains target.additional_paths[0].path "
+                        "(/srv/rec2/replay): a recorder's mount and a target path must not contain "
+                        "one another")
+
+
+@pytest.mark.parametrize("mount,key,relation,other", [
+    ("/opt/callrec", "target.default_path", "contains", "/opt/callrec/data/calls"),
+    ("/opt/callrec/data/calls/rec1", "target.default_path", "is inside", "/opt/callrec/data/calls"),
+    ("/opt/callrec/data/calls/", "target.default_path", "is the same directory as", "/opt/callrec/data/calls"),
+    ("/data2", "target.additional_paths[0].path", "contains", "/data2/calls"),
+    ("/data3/calls/x/..", "target.additional_paths[1].path", "is the same directory as", "/data3/calls"),
+    ("/data3/calls/2024", "target.additional_paths[1].path", "is inside", "/data3/calls"),
+    ("/opt/callrec/data/screens/a", "target.video_paths.default_path", "is inside", "/opt/callrec/data/screens"),
+    ("/opt/callrec/data/screens", "target.video_paths.default_path", "is the same directory as",
+     "/opt/callrec/data/screens"),
+    ("//video2", "target.video_paths.additional_paths[0].path", "is the same directory as", "/video2"),
+    ("/video2/rec", "target.video_paths.additional_paths[0].path", "is inside", "/video2"),
+])
+def test_mount_and_target_path_must_not_contain_one_another(mount, key, relation, other):
+    raw = with_value(with_value(base(), "target.video_paths", VIDEO), "sources[1].mount_path", mount)
+    err = error(raw)
+    assert err.path == "sources[1].mount_path"
+    assert f" {relation} {key} ({other}): " in err.message
+    assert "must not contain one another" in err.message
+
+
+@pytest.mark.parametrize("copy_files,enabled", [(True, True), (False, True), (False, False)])
+def test_containment_refused_whatever_the_source_does(copy_files, enabled):
+    raw = with_value(base(), "sources[0].mount_path", "/data2/calls/rec1")
+    raw = with_value(with_value(raw, "sources[0].copy_files", copy_files), "sources[0].enabled", enabled)
+    assert error(raw).path == "sources[0].mount_path"
+
+
+def test_target_root_contains_every_mount():
+    err = error(with_value(base(), "target.additional_paths[1].path", "/"))
+    assert err.path == "sources[0].mount_path" and "is inside target.additional_paths[1].path (/)" in err.message
+
+
+@pytest.mark.parametrize("mount", ["/data", "/data2/callsx", "/data2/call", "/opt/callrec/data/calls2",
+                                   "/opt/callrec/data/screens2", "/video", "/video22", "/mnt/data2/calls"])
+def test_prefix_on_a_path_boundary_only(mount):
+    raw = with_value(with_value(base(), "target.video_paths", VIDEO), "sources[0].mount_path", mount)
+    assert from_dict(raw).sources[0].mount_path == mount
+
+
+def test_video_path_only_checked_when_set():
+    raw = with_value(base(), "sources[0].mount_path", "/opt/callrec/data/screens")
+    assert from_dict(raw).sources[0].mount_path == "/opt/callrec/data/screens"
+
+
 # --- environment variables in DSNs -------------------------------------------------------------------
 
 def test_env_var_expanded_in_dsn(monkeypatch):
@@ -340,6 +476,97 @@ def test_load_yaml_native_timestamp(tmp_path):
         dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 
+# --- a key given twice ---------------------------------------------------------------------------
+
+def test_duplicate_key_names_file_key_and_both_lines(tmp_path):
+    path = write(tmp_path, "synchro:\n"
+                           "  enabled: true\n"
+                           "  sleep_period: 10\n"
+                           "  calls_per_period: 5\n"
+                           "  only_finished: true\n"
+                           "  only_processed: true\n"
+                           "  sleep_period: 20\n")
+    err = pytest.raises(ConfigError, load, path).value
+    assert err.path == ""
+    assert str(err) == err.message == f"{path}: line 7: key 'sleep_period' is given twice (first at line 3)"
+
+
+def test_duplicate_section_and_nested_keys(tmp_path):
+    text = yaml.safe_dump(base(), sort_keys=False)
+    err = pytest.raises(ConfigError, load, write(tmp_path, text + "synchro:\n  sleep_period: 5\n")).value
+    assert "key 'synchro' is given twice (first at line 1)" in err.message
+    lines = text.splitlines()
+    at = lines.index("- sysname: src2")   # 0-based: the line after is the item's 2nd key
+    lines.insert(at + 2, "  sysname: src3")
+    err = pytest.raises(ConfigError, load, write(tmp_path, "\n".join(lines) + "\n")).value
+    assert f"line {at + 3}: key 'sysname' is given twice (first at line {at + 1})" in err.message
+
+
+def test_duplicate_key_in_a_flow_mapping(tmp_path):
+    raw = base()
+    del raw["target"]["additional_paths"]
+    path = write(tmp_path, yaml.safe_dump(raw) + "  additional_paths: [{path: /d2, priority: 1, path: /d3}]\n")
+    err = pytest.raises(ConfigError, load, path).value
+    assert "key 'path' is given twice" in err.message
+
+
+def test_keys_that_yaml_reads_as_one_value_are_duplicates(tmp_path):
+    # 1 and 0x1 are the same integer; PyYAML would keep only one of them
+    err = pytest.raises(ConfigError, load, write(tmp_path, "synchro: {sleep_period: 10}\n1: a\n0x1: b\n")).value
+    assert "line 3: key 1 is given twice (first at line 2)" in err.message
+
+
+def test_merge_keys_still_work(tmp_path):
+    text = """\
+synchro: {sleep_period: 10}
+target: {sysname: replay, database: "postgresql://r/db", default_path: /opt/calls}
+sources:
+  - <<: &common {database: "postgresql://rec/db", interval: all, group: g}
+    sysname: src1
+    mount_path: /mnt/a
+  - <<: &second {<<: *common, sysname: src2, group: h, mount_path: /mnt/b}
+    group: i
+  - <<: [*common, *second]
+    sysname: src3
+    mount_path: /mnt/c
+"""
+    path = write(tmp_path, text)
+    cfg = load(path)
+    assert [(s.sysname, s.group, s.interval, s.mount_path) for s in cfg.sources[:2]] == [
+        ("src1", "g", "all", "/mnt/a"), ("src2", "i", "all", "/mnt/b")]
+    assert cfg == from_dict(yaml.safe_load(text), path)   # PyYAML's own merge semantics
+
+
+def test_an_anchor_first_used_in_a_merge_then_aliased(tmp_path):
+    # the anchored mapping is flattened by the merge before it is built on its own:
+    # its merged keys must not then look like duplicates
+    text = """\
+synchro: {sleep_period: 10}
+target: {sysname: replay, database: "postgresql://r/db", default_path: /opt/calls}
+sources:
+  - <<: &s {<<: {database: "postgresql://rec/db", sysname: x}, sysname: src1, mount_path: /mnt/a}
+    interval: all
+  - *s
+"""
+    err = pytest.raises(ConfigError, load, write(tmp_path, text)).value
+    assert (err.path, err.message) == ("sources[1].sysname", "'src1' is already used by sources[0].sysname")
+
+
+def test_load_target_dsn(tmp_path):
+    assert load_target_dsn(write(tmp_path, yaml.safe_dump(base()))) == "postgresql://callrec@replay/callrec"
+    # invalid elsewhere: still found
+    raw = with_value(base(), "sources[1].mount_path", "relative")
+    assert load_target_dsn(write(tmp_path, yaml.safe_dump(raw))) == "postgresql://callrec@replay/callrec"
+    text = "x: &a {k: 1}\ny: {<<: *a, k: 2}\ntarget: {database: \"postgresql://r/db\"}\n"
+    assert load_target_dsn(write(tmp_path, text)) == "postgresql://r/db"
+    # a key given twice makes the file invalid, yet `status` still finds the replay
+    # database (read as YAML loaders do: the last one)
+    text = "synchro: {sleep_period: 1}\nsynchro: {sleep_period: 2}\ntarget: {database: \"postgresql://r/db\"}\n"
+    path = write(tmp_path, text)
+    assert "is given twice" in pytest.raises(ConfigError, load, path).value.message
+    assert load_target_dsn(path) == "postgresql://r/db"
+
+
 def test_resolve_path(monkeypatch):
     monkeypatch.delenv("SYNCHROD_CONFIG", raising=False)
     assert resolve_path(None) == DEFAULT_PATH == "/etc/synchrod/synchrod.yaml"
@@ -391,3 +618,29 @@ def test_cli_check_via_env_and_missing_and_bad_yaml(tmp_path):
     assert proc.returncode == 78 and "does not exist" in proc.stderr
     proc = run_check(write(tmp_path, "synchro: [\n"))
     assert proc.returncode == 78 and "not valid YAML" in proc.stderr
+
+
+def test_cli_check_exits_78_on_a_key_given_twice(tmp_path):
+    path = write(tmp_path, yaml.safe_dump(base()) + "synchro:\n  sleep_period: 5\n")
+    proc = run_check(path)
+    assert proc.returncode == 78, proc.stderr
+    assert f"{path}: line " in proc.stderr and "key 'synchro' is given twice (first at line " in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_cli_check_exits_78_when_a_mount_contains_a_target_path(tmp_path):
+    raw = with_value(base(), "sources[1].mount_path", "/data2")
+    proc = run_check(write(tmp_path, yaml.safe_dump(raw)))
+    assert proc.returncode == 78, proc.stderr
+    assert ("sources[1].mount_path: /data2 contains target.additional_paths[0].path (/data2/calls)"
+            in proc.stderr)
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("keypath,value", [
+    ("sources[0].extra_file_types", ["PVMAG", "AUDIO"]),
+    ("sources[1].text_encoding", "utf-16"),
+])
+def test_cli_check_exits_78_on_the_new_source_keys(tmp_path, keypath, value):
+    proc = run_check(write(tmp_path, yaml.safe_dump(with_value(base(), keypath, value))))
+    assert proc.returncode == 78 and f"{keypath}" in proc.stderr and proc.stdout == ""

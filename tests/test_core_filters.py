@@ -27,6 +27,7 @@ class Sw:
     synchronize_screens_recd: bool = True
     synchronize_index_files: bool = True
     only_mixed: bool = False
+    extra_file_types: tuple = ()
 
 
 def cf(id_, cftype):

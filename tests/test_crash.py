@@ -7,12 +7,14 @@ import pytest
 
 from conftest import call
 from invariants import assert_consistent, assert_media_matches_winner
+from _sync_helpers import define_phrases
 from synchrod.faults import POINTS
 
 SIDS = [f"c{i:02d}" for i in range(12)]
 
 
 def _populate(env) -> set[str]:
+    define_phrases(env, env.target_dsn(), "t1")  # voice tags map by phrase text
     env.add_calls(0, [call(sid, minutes_ago=100 - i, files=1 + i % 2,
                            extdata=[("agent", f"a{i}")], voice_tags=[("t1", i * 10)])
                       for i, sid in enumerate(SIDS)])

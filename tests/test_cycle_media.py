@@ -11,7 +11,7 @@ import pytest
 
 from _sync_helpers import (attempts, blob, files_under, outcomes, set_source, set_synchro,
                            set_target, sha256, source_sha, spec, target_couples, target_files,
-                           target_shas, wav)
+                           target_shas, teach_cftype, wav)
 from invariants import assert_consistent
 from synchrod.core.naming import TMP_PREFIX
 from synchrod.testing.recorders import CallSpec, FileSpec, write_wav
@@ -47,6 +47,9 @@ def _unsafe_calls(env) -> dict[str, FileSpec]:
 
 
 def test_unsafe_paths_fail_the_call_and_nothing_is_copied(env):
+    # a recorder whose IS_LOCALABSPATH lets such paths in (its body is not
+    # public; synchrod must not rely on it)
+    env.source(0, "ALTER DOMAIN callrec.localabspath DROP CONSTRAINT dom_localabspath")
     bad = _unsafe_calls(env)
     calls = [spec("good-before", minutes_ago=90)]
     for kind, f in bad.items():
@@ -92,6 +95,7 @@ def test_symlink_staying_inside_the_mount_is_followed(env):
 # --- §3.6 media ------------------------------------------------------------------------
 
 def test_copy_layout_bytes_mode_and_size(env):
+    teach_cftype(env, "INDEX", 64)  # an installation that has INDEX files
     start = dt.datetime(2024, 3, 5, 7, 41, 12, tzinfo=dt.timezone.utc)
     files = [wav("/rec/2024/a.wav", 1), wav("/rec/2024/b.wav", 3), blob("INDEX", "/rec/2024/x.idx", 5000)]
     env.add_calls(0, [CallSpec(sid="lay/out:1", start=start, files=files)])
@@ -265,6 +269,7 @@ def test_equal_priority_shares_by_balance(env):
 
 
 def test_video_paths_take_video_image_and_recd(env):
+    teach_cftype(env, "INDEX", 64)  # an installation that has INDEX files
     screens = env.tmp / "screens"
     screens.mkdir()
     set_target(env, video_paths={"default_path": str(screens)})

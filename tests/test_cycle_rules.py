@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from _sync_helpers import (attempts, blob, cli, expire_backoff, extdata, outcomes, retone,
+from _sync_helpers import (define_phrases, define_tags, teach_cftype, attempts, blob, cli, expire_backoff, extdata, outcomes, retone,
                            run_bounded, set_source, set_synchro, sha256, source_sha, spec,
                            speech_tags, target_couples, target_cftypes, target_files, target_shas,
                            voice_tags, wav)
@@ -122,7 +122,9 @@ def test_couples_without_streams(env):
     env.run_inprocess()
     assert env.marks(0) == {"empty": "S", "full": "S"}
     t = target_couples(env)
-    assert t["empty"]["cfcnt"] == 0 and t["full"]["cfcnt"] == 1
+    # cfcnt is CallREC's trigger's: NULL until a file arrives, as on the recorder
+    assert t["empty"]["cfcnt"] is None and t["full"]["cfcnt"] == 1
+    assert env.source(0, "SELECT cfcnt FROM callrec.couples WHERE sid = 'empty'") == [(None,)]
     assert target_files(env, "empty") == []
 
 
@@ -208,6 +210,7 @@ SWITCH_STAGES = [
 def test_file_switches(env):
     """Each stage switches a type off (or on) and syncs new calls: only the
     files of the switched-on types land on the target, and on its disk."""
+    teach_cftype(env, "INDEX", 64)  # an installation that has INDEX files
     expected_files = 0
     for stage, synchro, source, want_full, want_noaudio in SWITCH_STAGES:
         set_synchro(env, **{"only_processed": True, **synchro})
@@ -239,7 +242,7 @@ QUALITY_CASES = {
     "state_null": ({"state": None, "length": 99}, {"state": "EXT_DATA_SAVED"}),
     "problem": ({"problemstatus": "ONLY_ONE_STREAM", "seconds": [2, 2]},
                 {"problemstatus": "NO_PROBLEM"}),
-    "partial_problem": ({"problemstatus": "DECODING_FAILED", "seconds": [2, 2]},
+    "partial_problem": ({"problemstatus": "DECODER_IO_ERROR", "seconds": [2, 2]},
                         {"problemstatus": "CAPTURE_FILE_INCOMPLETE"}),
     "files": ({"seconds": [4]}, {"seconds": [1, 1]}),
     "bytes": ({"seconds": [1], "length": 99}, {"seconds": [2]}),
@@ -250,6 +253,7 @@ QUALITY_CASES = {
 @pytest.mark.parametrize("order", ["worse_first", "better_first"])
 def test_better_copy_wins_whatever_the_order(env, order):
     set_synchro(env, only_finished=False)
+    define_phrases(env, env.target_dsn(), "t1", "t2", "shared")  # voice tags map by phrase
     worse = {c: _build(f"q-{c}", w, "worse", extdata=[("agent", "42"), ("queue", "sales")],
                        voice_tags=[("t1", 100), ("shared", 5)])
              for c, (w, _) in QUALITY_CASES.items()}
@@ -356,33 +360,37 @@ def test_unknown_cfsize_is_ranked_by_real_bytes(env):
 # --- speech tags: the replay database is the master ---------------------------------
 
 def test_speech_tags_made_identical_on_every_recorder(env):
-    env.target("INSERT INTO callrec.speech_tags VALUES ('greeting', 'Hello'), ('bye', NULL),"
-               " ('angry', 'Escalate')")
-    env.target("INSERT INTO callrec.speech_phrases VALUES ('greeting', 'hello'),"
-               " ('greeting', 'good morning'), ('bye', 'goodbye'), ('angry', 'manager')")
-    env.source(0, "INSERT INTO callrec.speech_tags VALUES ('stale', 'gone soon')")
-    env.source(0, "INSERT INTO callrec.speech_phrases VALUES ('stale', 'old phrase')")
-    env.source(1, "INSERT INTO callrec.speech_tags VALUES ('greeting', 'OLD')")
-    env.source(1, "INSERT INTO callrec.speech_phrases VALUES ('greeting', 'hi')")
+    """Tags match by name (whatever its case), phrases by text: ids differ."""
+    define_tags(env, env.target_dsn(), {"greeting": ("wave", ["hello", "good morning"]),
+                                        "bye": (None, ["goodbye"]),
+                                        "angry": ("fire", ["manager", "hello"])})
+    define_tags(env, env.source_dsn(0), {"stale": ("x", ["old phrase"])})
+    define_tags(env, env.source_dsn(1), {"GREETING": ("old icon", ["hi"])})
     env.add_calls(0, [spec("c1")])  # one source busy, one idle: both are synchronised
 
     env.run_inprocess()
     master = speech_tags(env, env.target_dsn())
-    assert master[0] == {("greeting", "Hello"), ("bye", None), ("angry", "Escalate")}
+    assert master[0] == {("greeting", "wave"), ("bye", None), ("angry", "fire")}
+    assert ("angry", "hello") in master[2]
     for i in range(2):
         assert speech_tags(env, env.source_dsn(i)) == master
 
-    # update a description, delete a tag (with its phrases), add a tag and a phrase
-    env.target("UPDATE callrec.speech_tags SET description = 'Hi there' WHERE name = 'greeting'")
-    env.target("DELETE FROM callrec.speech_tags WHERE name = 'bye'")
-    env.target("DELETE FROM callrec.speech_phrases WHERE phrase = 'good morning'")
-    env.target("INSERT INTO callrec.speech_tags VALUES ('complaint', 'Complaint')")
-    env.target("INSERT INTO callrec.speech_phrases VALUES ('complaint', 'refund'),"
-               " ('angry', 'unacceptable')")
+    # change an icon and a phrase's column, delete a tag and a phrase, add a tag and phrases
+    env.target("UPDATE callrec.speech_tags SET icon = 'hand' WHERE tag_name = 'greeting'")
+    env.target("UPDATE callrec.speech_phrases SET enabled = false WHERE phrase_text = 'manager'")
+    env.target("DELETE FROM callrec.speech_tags WHERE tag_name = 'bye'")
+    env.target("DELETE FROM callrec.speech_phrases WHERE phrase_text IN ('good morning', 'goodbye')")
+    define_tags(env, env.target_dsn(), {"complaint": ("!", ["refund", "manager"])})
     env.run_inprocess()
     master = speech_tags(env, env.target_dsn())
-    assert master == ({("greeting", "Hi there"), ("angry", "Escalate"), ("complaint", "Complaint")},
-                      {("greeting", "hello"), ("angry", "manager"), ("angry", "unacceptable"),
-                       ("complaint", "refund")})
+    assert master == ({("greeting", "hand"), ("angry", "fire"), ("complaint", "!")},
+                      {("hello", True), ("manager", False), ("refund", True)},
+                      {("greeting", "hello"), ("angry", "manager"), ("angry", "hello"),
+                       ("complaint", "refund"), ("complaint", "manager")})
     for i in range(2):
         assert speech_tags(env, env.source_dsn(i)) == master
+    # identical again: the next cycles only compare digests
+    before = [env.source(i, "SELECT tagid, tag_name FROM callrec.speech_tags ORDER BY 1") for i in range(2)]
+    env.run_inprocess()
+    assert [env.source(i, "SELECT tagid, tag_name FROM callrec.speech_tags ORDER BY 1")
+            for i in range(2)] == before

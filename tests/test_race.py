@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from _sync_helpers import define_phrases
 from conftest import REPO, SYNCHROD, call
 from invariants import assert_consistent, assert_media_matches_winner
 
@@ -37,6 +38,7 @@ def _wait_for_media(env, source_index: int, n: int, timeout: float = 30) -> None
 def test_interleaved_groups(env, tmp_path, held_better, expect_held, expect_other):
     sids = [f"r{i}" for i in range(8)]
     held_files, other_files = (3, 1) if held_better else (1, 3)
+    define_phrases(env, env.target_dsn(), "v")  # voice tags map by phrase text
     env.add_calls(0, [call(s, files=held_files, extdata=[("k1", s)], voice_tags=[("v", 1)])
                       for s in sids])
     env.add_calls(1, [call(s, files=other_files, extdata=[("k2", s)]) for s in sids])

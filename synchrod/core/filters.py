@@ -5,7 +5,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Protocol
 
-from .model import CFile
+from .model import MEDIA_TYPES, CFile
 
 
 class FileSwitches(Protocol):
@@ -14,6 +14,7 @@ class FileSwitches(Protocol):
     synchronize_screens_recd: bool
     synchronize_index_files: bool
     only_mixed: bool
+    extra_file_types: tuple[str, ...]
 
 
 def interval_start(interval: str, custom_days: int | None, now: dt.datetime) -> dt.datetime | None:
@@ -51,7 +52,14 @@ def type_enabled(cftype: str, sw: FileSwitches, only_processed: bool) -> bool:
         return sw.synchronize_screens_recd
     if cftype == "INDEX":
         return sw.synchronize_index_files
-    return False  # an unknown type is never copied blindly
+    # PVMAG, PVSTREAM, PVIDEO, ...: only when named; an unknown type is never copied blindly
+    return cftype in sw.extra_file_types
+
+
+def taken_types(sw: FileSwitches, only_processed: bool) -> tuple[str, ...]:
+    """Every file type this source takes."""
+    return tuple(t for t in MEDIA_TYPES + tuple(sw.extra_file_types)
+                 if type_enabled(t, sw, only_processed))
 
 
 def taken_files(files: Iterable[CFile], sw: FileSwitches, only_processed: bool) -> tuple[CFile, ...]:

@@ -10,7 +10,7 @@ from .quality import Quality, quality, source_is_better
 class Action(enum.Enum):
     INSERT = "insert"    # no target couple with this sid: copy media, insert rows, mark S
     REPLACE = "replace"  # target copy is worse: replace media and columns, union metadata, mark S
-    MERGE = "merge"      # target copy is equal or better: union metadata only, mark N
+    MERGE = "merge"      # target copy is equal or better, or protected: union metadata only, mark N
 
 
 def target_quality(t: TargetCouple) -> Quality:
@@ -18,9 +18,12 @@ def target_quality(t: TargetCouple) -> Quality:
 
 
 def decide(source: Quality, target: TargetCouple | None) -> Action:
+    """A protected target couple is never replaced: its media stays, the
+    metadata is unioned (SPEC §3.5; CallREC's triggers forbid deleting its
+    files anyway)."""
     if target is None:
         return Action.INSERT
-    if source_is_better(source, target_quality(target)):
+    if not target.protected and source_is_better(source, target_quality(target)):
         return Action.REPLACE
     return Action.MERGE
 

@@ -88,6 +88,8 @@ class Api:
         source = request.query.get("source") or None
         if source is not None and "\x00" in source:  # PostgreSQL text cannot hold it
             return error(400, "source must not contain a NUL character")
+        if source is not None and len(source) > 200:  # as openapi.yaml says
+            return error(400, "source must be at most 200 characters")
         async with self.m.db() as conn:
             page, next_before = await history.runs(conn, source, before, limit)
         return json_response({"runs": page, "next_before": next_before})

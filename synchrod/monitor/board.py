@@ -12,7 +12,7 @@ import datetime as dt
 
 import structlog
 
-from .. import media, views
+from .. import views
 from ..dbconn import redact
 from ..replay import controls, daemons, reads
 from .events import Hub
@@ -21,7 +21,6 @@ log = structlog.get_logger("synchrod.monitor")
 
 TICK = 0.5            # seconds between checks for changes to send as events
 SLOW_REFRESH = 5.0    # seconds between reads of the database and of the target filesystems
-STATFS_TIMEOUT = 5.0
 
 
 def _now() -> dt.datetime:
@@ -80,14 +79,15 @@ class Board:
         return {"daemon": self.daemon_view(),
                 "sources": [self.source(n, b, now) for n, b in bases.items()],
                 "jobs": [views.job_view(n, b, self._owner(n, b)) for n, b in bases.items()],
-                "target_paths": self.targets, "config": self.config_view(),
+                "target_paths": self._target_views(self.daemon.engine.target_states),
+                "config": self.config_view(),
                 "generated_at": now.isoformat()}
 
     def gauges(self) -> tuple[list[dict], list[dict]]:
-        return self.sources(), self.targets
+        return self.sources(), self._target_views(self.daemon.engine.target_states)
 
     # --- target paths ------------------------------------------------------------
-    def _target_views(self, usage: dict) -> list[dict]:
+    def _target_views(self, states: dict) -> list[dict]:
         t = self.daemon.engine.config.target
         out, seen = [], set()
         kinds = [("audio", p) for p in t.audio_paths] + [("video", p) for p in t.video_paths]
@@ -95,28 +95,39 @@ class Board:
             if p.path in seen:  # without video_paths, video files share the audio paths
                 continue
             seen.add(p.path)
-            fs = usage.get(p.path)
+            state = states.get(p.path)
+            fs = state.usage if state else None
+            problem = state.problem if state else None   # not measured yet
             out.append({"path": p.path, "kind": kind, "priority": p.priority,
                         "balance": p.balance, "watermark": p.watermark,
                         "usage_ratio": round(fs.ratio(), 4) if fs else None,
                         "used_bytes": fs.used if fs else None,
                         "capacity_bytes": fs.capacity if fs else None,
-                        # unreadable takes nothing, as placement decides
-                        "above_watermark": fs is None or fs.at_or_above(p.watermark)})
+                        # unreadable or unwritable takes nothing, as placement decides
+                        "above_watermark": problem is not None or fs is None or fs.at_or_above(p.watermark),
+                        "problem": problem})
         return out
 
-    async def refresh_targets(self) -> None:
-        loop = asyncio.get_running_loop()
-        t = self.daemon.engine.config.target
-        paths = sorted({p.path for p in t.audio_paths + t.video_paths})
-        usage = {}
-        for path in paths:  # a hung filesystem costs this refresh, never a request
-            try:
-                usage[path] = await asyncio.wait_for(
-                    loop.run_in_executor(None, media.fs_usage, path), STATFS_TIMEOUT)
-            except asyncio.TimeoutError:
-                usage[path] = None
-        self.targets = self._target_views({k: v for k, v in usage.items() if v is not None})
+    def refresh_targets(self) -> None:
+        """From the daemon's own measurements (a hung filesystem costs its
+        measuring task, never a request)."""
+        self.targets = self._target_views(self.daemon.engine.target_states)
+
+    def _publish_targets(self) -> None:
+        before = self.targets
+        self.refresh_targets()
+        if self.targets == before:
+            return
+        self.hub.publish("target", self.targets)
+        for p in self.targets:
+            if p["problem"]:
+                self.alarm("target_unavailable", None,
+                           f"{p['path']} {p['problem']}: it takes no new files", key=f"path:{p['path']}")
+            elif p["above_watermark"]:
+                self.alarm("target_full", None, f"{p['path']} is at or above its watermark "
+                           f"({p['watermark']} %): it takes no new files", key=f"path:{p['path']}")
+            else:
+                self._alarmed.pop(f"path:{p['path']}", None)
 
     async def refresh_database(self, db, tokens) -> None:
         ready = self.daemon.engine.schema_ready
@@ -170,25 +181,14 @@ class Board:
             self._last_daemon = d
 
     async def run(self, db, tokens) -> None:
-        """Publishes changes every TICK; refreshes the slow parts every SLOW_REFRESH."""
+        """Publishes changes every TICK; reads the database every SLOW_REFRESH."""
         loop = asyncio.get_running_loop()
         slow_at = 0.0
         while True:
             try:
+                self._publish_targets()
                 if loop.time() >= slow_at:
                     slow_at = loop.time() + SLOW_REFRESH
-                    before = self.targets
-                    await self.refresh_targets()
-                    if self.targets != before:
-                        self.hub.publish("target", self.targets)
-                        for p in self.targets:
-                            if p["above_watermark"]:
-                                self.alarm("target_full", None,
-                                           f"{p['path']} is at or above its watermark "
-                                           f"({p['watermark']} %): it takes no new files",
-                                           key=f"path:{p['path']}")
-                            else:
-                                self._alarmed.pop(f"path:{p['path']}", None)
                     await self.refresh_database(db, tokens)
                 self.publish_changes()
             except asyncio.CancelledError:

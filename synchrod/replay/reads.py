@@ -10,22 +10,31 @@ from ..core.model import TargetCouple
 # LATERAL keeps it an index lookup per sid whatever the planner thinks of
 # the array (a join + GROUP BY drifted to scanning all of cfiles).
 _COUPLES_BY_SID = """
-SELECT c.id, c.callid, c.sid, c.state, c.problemstatus, c.length, f.nfiles, f.nbytes, f.paths
+SELECT c.id, c.callid, c.sid::text AS sid, c.state::text AS state,
+       c.problemstatus::text AS problemstatus, c.length, coalesce(c.protected, false) AS protected,
+       f.nfiles, f.nbytes, f.paths
   FROM callrec.couples c
  CROSS JOIN LATERAL (
        SELECT count(*) AS nfiles, coalesce(sum(cf.cfsize), 0)::bigint AS nbytes,
-              coalesce(array_agg(cf.cfpath ORDER BY cf.id), '{}') AS paths
+              coalesce(array_agg(cf.cfpath::text ORDER BY cf.id), '{}') AS paths
          FROM callrec.cfiles cf WHERE cf.cplid = c.id) f
  WHERE c.sid = ANY($1::text[])
 """
 
+_CALLS_OF_SIDS = "SELECT sid::text AS sid, callid FROM callrec.couples WHERE sid = ANY($1::text[])"
+
+
+# Records about source couples are keyed by the recorder's couple id and
+# hold its sid: one whose sid differs is about another call (a recorder
+# restored from a backup reuses ids) and is ignored.
 _SYNCED = """
-SELECT source_cplid, mark, target_cplid FROM synchrod.synced
- WHERE source = $1 AND source_cplid = ANY($2::bigint[])
+SELECT s.source_cplid, s.mark FROM synchrod.synced s
+  JOIN unnest($2::bigint[], $3::text[]) AS q(id, sid) ON q.id = s.source_cplid AND q.sid = s.sid
+ WHERE s.source = $1
 """
 
 _IN_BACKOFF = """
-SELECT source_cplid FROM synchrod.attempts
+SELECT source_cplid, sid FROM synchrod.attempts
  WHERE source = $1 AND next_try_at > now() AND next_try_at < 'infinity'
 """
 
@@ -34,15 +43,9 @@ SELECT source_cplid FROM synchrod.attempts WHERE source = $1 AND next_try_at <= 
 """
 
 _ATTEMPTS = """
-SELECT source_cplid, attempts FROM synchrod.attempts
- WHERE source = $1 AND source_cplid = ANY($2::bigint[])
-"""
-
-_CALLS_OF_SOURCE_CALLS = """
-SELECT DISTINCT ON (s.source_callid) s.source_callid, c.callid
-  FROM synchrod.synced s JOIN callrec.couples c ON c.id = s.target_cplid
- WHERE s.source = $1 AND s.source_callid = ANY($2::bigint[]) AND c.callid IS NOT NULL
- ORDER BY s.source_callid, s.synced_at
+SELECT a.source_cplid, a.attempts FROM synchrod.attempts a
+  JOIN unnest($2::bigint[], $3::text[]) AS q(id, sid) ON q.id = a.source_cplid AND q.sid = a.sid
+ WHERE a.source = $1
 """
 
 _RESYNC_CURSOR = """
@@ -53,16 +56,29 @@ SELECT resync_cursor_ts, resync_cursor_id FROM synchrod.source_state WHERE sourc
 async def couples_by_sid(conn: asyncpg.Connection, sids: Sequence[str]) -> dict[str, TargetCouple]:
     rows = await conn.fetch(_COUPLES_BY_SID, list(sids))
     return {r["sid"]: TargetCouple(r["id"], r["callid"], r["sid"], r["state"], r["problemstatus"],
-                                   r["length"], r["nfiles"], r["nbytes"], tuple(r["paths"]))
+                                   r["length"], r["nfiles"], r["nbytes"], tuple(r["paths"]),
+                                   r["protected"])
             for r in rows}
 
 
-async def synced_marks(conn: asyncpg.Connection, source: str, ids: Sequence[int]) -> dict[int, str]:
-    return {r["source_cplid"]: r["mark"] for r in await conn.fetch(_SYNCED, source, list(ids))}
+async def calls_of_sids(conn: asyncpg.Connection, sids: Sequence[str]) -> dict[str, int]:
+    """sid → target call, for the sids the target holds."""
+    return {r["sid"]: r["callid"] for r in await conn.fetch(_CALLS_OF_SIDS, list(sids))}
 
 
-async def in_backoff(conn: asyncpg.Connection, source: str) -> list[int]:
-    return [r["source_cplid"] for r in await conn.fetch(_IN_BACKOFF, source)]
+def _pairs(couples: Sequence[tuple[int, str]]) -> tuple[list[int], list[str]]:
+    return [i for i, _ in couples], [s for _, s in couples]
+
+
+async def synced_marks(conn: asyncpg.Connection, source: str,
+                       couples: Sequence[tuple[int, str]]) -> dict[int, str]:
+    """Mark each (couple id, sid) earned before, for those that were delivered."""
+    return {r["source_cplid"]: r["mark"] for r in await conn.fetch(_SYNCED, source, *_pairs(couples))}
+
+
+async def in_backoff(conn: asyncpg.Connection, source: str) -> list[tuple[int, str]]:
+    """(couple id, sid) of the source's calls waiting for their next try."""
+    return [(r["source_cplid"], r["sid"]) for r in await conn.fetch(_IN_BACKOFF, source)]
 
 
 async def retry_due(conn: asyncpg.Connection, source: str) -> list[int]:
@@ -74,14 +90,11 @@ async def schema_ready(conn: asyncpg.Connection) -> bool:
     return await conn.fetchval("SELECT to_regclass('synchrod.attempts') IS NOT NULL")
 
 
-async def attempts(conn: asyncpg.Connection, source: str, ids: Sequence[int]) -> dict[int, int]:
-    return {r["source_cplid"]: r["attempts"] for r in await conn.fetch(_ATTEMPTS, source, list(ids))}
-
-
-async def target_calls(conn: asyncpg.Connection, source: str, callids: Sequence[int]) -> dict[int, int]:
-    """Target call of each source call some couple of which was delivered before."""
-    rows = await conn.fetch(_CALLS_OF_SOURCE_CALLS, source, list(callids))
-    return {r["source_callid"]: r["callid"] for r in rows}
+async def attempts(conn: asyncpg.Connection, source: str,
+                   couples: Sequence[tuple[int, str]]) -> dict[int, int]:
+    """Failures so far of each (couple id, sid)."""
+    return {r["source_cplid"]: r["attempts"]
+            for r in await conn.fetch(_ATTEMPTS, source, *_pairs(couples))}
 
 
 async def resync_cursor(conn: asyncpg.Connection, source: str):

@@ -5,7 +5,13 @@ the batch are locked (advisory, in a fixed order so two groups cannot
 deadlock), what the target holds is read again and every plan is re-checked
 against it: a concurrent group that delivered the same call first turns an
 insert into a replace or a merge, never into a duplicate. All writes are set
-operations over arrays, a handful of statements whatever the batch size.
+operations over arrays, a handful of statements whatever the batch size;
+which columns they name was decided from both catalogs
+(:mod:`synchrod.replay.statements`).
+
+A row the replay database refuses (a value its domain or column cannot
+hold, a trigger's exception) fails only its own call: the batch is split in
+halves and committed again until the refused call stands alone.
 """
 from __future__ import annotations
 
@@ -14,25 +20,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
+import structlog
 
 from ..core import backoff
-from ..core.model import COUPLE_COLUMNS, SourceCouple, TargetCouple
+from ..core.catalog import Catalog
+from ..core.model import CFTYPE_BITS, CFile, SourceCouple, TargetCouple
 from ..core.pathsafety import is_inside
 from ..core.plan import Action, decide, mark_for
 from ..core.quality import Quality
+from ..core.rowcheck import printable, storable
+from .. import dbconn
 from . import journal, reads
+from .statements import BatchStatements
+
+log = structlog.get_logger("synchrod.writes")
 
 
 @dataclass(frozen=True, slots=True)
 class NewFile:
     """A media file as the target will reference it."""
-    cftype: str
-    cfsize: int
+    cfile: CFile          # the recorder's description (type, times, stream group, ...)
+    cfsize: int           # the real size
     cfpath: str
     digest: str | None
-    start_ts: dt.datetime | None
-    stop_ts: dt.datetime | None
-    copied: bool  # True: synchrod wrote it and owns it; False: linked in place
+    copied: bool          # True: synchrod wrote it and owns it; False: linked in place
 
 
 @dataclass(slots=True)
@@ -59,6 +70,8 @@ class Policy:
     mark_erroneous: bool
     backoff_base: int
     owned_roots: tuple[str, ...]  # only files below these are ever removed
+    statements: BatchStatements
+    target: Catalog
 
 
 @dataclass(slots=True)
@@ -72,61 +85,40 @@ class Outcome:
 
 @dataclass(slots=True)
 class Committed:
-    marks: dict[int, str] = field(default_factory=dict)
+    marks: dict[int, tuple[str, str]] = field(default_factory=dict)   # couple id -> (sid, mark)
     outcomes: list[Outcome] = field(default_factory=list)
     orphaned: list[str] = field(default_factory=list)   # copied, then unused: remove now
     replaced: list[str] = field(default_factory=list)   # scheduled in pending_unlink
     files: int = 0        # media files copied and now referenced
     bytes: int = 0
     run_id: int | None = None
+    missing_phrases: set[str] = field(default_factory=set)  # voice tags the target cannot map
 
     def count(self, outcome: str) -> int:
         return sum(1 for o in self.outcomes if o.outcome == outcome)
 
     def absorb(self, part: "Committed") -> None:
-        """Adds a later chunk of the same cycle."""
+        """Adds a later chunk (or half) of the same cycle."""
         self.marks.update(part.marks)
         self.outcomes.extend(part.outcomes)
+        self.orphaned.extend(part.orphaned)
+        self.replaced.extend(part.replaced)
         self.files += part.files
         self.bytes += part.bytes
         self.run_id = part.run_id or self.run_id
+        self.missing_phrases |= part.missing_phrases
 
+
+# What a refused row raises: a value out of range or not in a domain, a
+# check, a trigger's RAISE. Anything else (a lost connection) fails the batch.
+ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.RaiseError)
 
 _LOCK_SIDS = """
 SELECT count(pg_advisory_xact_lock(k))
   FROM (SELECT DISTINCT hashtextextended(s, 1414) AS k FROM unnest($1::text[]) s ORDER BY 1) q
 """
-_NEXTVAL = "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)"
-# Bulk inserts of fresh rows go through COPY (ids come from the tables' own
-# sequences first, so no RETURNING order is relied upon).
-_CALL_COLUMNS = ("id", "start_ts", "stop_ts", "length")
-_COUPLE_INSERT_COLUMNS = ("id", "callid") + COUPLE_COLUMNS + ("cfcnt",)
-_FILE_COLUMNS = ("cplid", "cftype", "cfsize", "cfpath", "digest", "start_ts", "stop_ts")
 _RUN_CALL_COLUMNS = ("run_id", "source_cplid", "sid", "outcome", "reason", "detail")
-_COUPLE_ARRAYS = """unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::int[],
-       $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-       $13::bool[], $14::text[], $15::text[], $16::text[], $17::int[])"""
-_UPDATE_COUPLES = f"""
-UPDATE callrec.couples c
-   SET start_ts = u.start_ts, stop_ts = u.stop_ts, length = u.length, callingnr = u.callingnr,
-       originalcallednr = u.originalcallednr, finalcallednr = u.finalcallednr,
-       callingpartyname = u.callingpartyname, calledpartyname = u.calledpartyname,
-       problemstatus = u.problemstatus, description = u.description, protected = u.protected,
-       mixed = u.mixed, state = u.state, cfcnt = u.cfcnt
-  FROM {_COUPLE_ARRAYS} AS u(id, callid, start_ts, stop_ts, length, callingnr, originalcallednr,
-       finalcallednr, callingpartyname, calledpartyname, problemstatus, description, protected,
-       sid, mixed, state, cfcnt)
- WHERE c.id = u.id
-"""
-_DELETE_FILES = "DELETE FROM callrec.cfiles WHERE cplid = ANY($1::bigint[]) RETURNING cfpath"
-_INSERT_EXTDATA = """
-INSERT INTO callrec.couple_extdata (cplid, key, value)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING
-"""
-_INSERT_VOICE_TAGS = """
-INSERT INTO callrec.voice_tags (cplid, tag, position_ms)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING
-"""
+_DELETE_FILES = "DELETE FROM callrec.cfiles WHERE cplid = ANY($1::bigint[]) RETURNING cfpath::text"
 _UPSERT_SYNCED = """
 INSERT INTO synchrod.synced (source, source_cplid, source_callid, sid, target_cplid, mark)
 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])
@@ -143,7 +135,7 @@ SELECT $1, u.id, u.sid, u.n,
   FROM unnest($2::bigint[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[])
        AS u(id, sid, n, delay, reason, detail)
 ON CONFLICT (source, source_cplid) DO UPDATE
-   SET attempts = EXCLUDED.attempts, next_try_at = EXCLUDED.next_try_at,
+   SET sid = EXCLUDED.sid, attempts = EXCLUDED.attempts, next_try_at = EXCLUDED.next_try_at,
        last_reason = EXCLUDED.last_reason, last_detail = EXCLUDED.last_detail, updated_at = now()
 """
 _SCHEDULE_UNLINK = """
@@ -173,25 +165,52 @@ def _columns(rows: Sequence[tuple]) -> list[list]:
     return [list(col) for col in zip(*rows)] if rows else []
 
 
+@dataclass
+class _NewCall:
+    key: str
+    couples: list[SourceCouple] = field(default_factory=list)
+
+
+@dataclass
 class _Plan:
     """Accumulates the set operations of one batch."""
-
-    def __init__(self) -> None:
-        self.new_calls: list[tuple] = []            # (key, start, stop, length)
-        self.new_couples: list[tuple[Delivery, int | str]] = []  # (delivery, call id or key)
-        self.replaced: list[tuple[Delivery, TargetCouple]] = []
-        self.meta: list[tuple[Delivery, int | None]] = []  # couple id (None: a new couple)
-        self.synced: list[tuple[Delivery, int | None, str]] = []
+    new_calls: dict[str, _NewCall] = field(default_factory=dict)
+    joined: dict[int, list[SourceCouple]] = field(default_factory=dict)  # existing target call -> couples
+    new_couples: list[tuple[Delivery, int | str]] = field(default_factory=list)  # (delivery, call id or key)
+    replaced: list[tuple[Delivery, TargetCouple]] = field(default_factory=list)
+    merged: list[tuple[Delivery, TargetCouple]] = field(default_factory=list)
+    meta: list[tuple[Delivery, int | None]] = field(default_factory=list)  # couple id (None: a new couple)
+    synced: list[tuple[Delivery, int | None, str]] = field(default_factory=list)
 
 
 async def commit_batch(conn: asyncpg.Connection, policy: Policy, deliveries: Sequence[Delivery],
                        failures: Sequence[Failure], skipped: Sequence[Failure],
                        started_at: dt.datetime, run_id: int | None = None) -> Committed:
-    """``run_id``: the cycle's history row when an earlier chunk created it."""
+    """Writes a chunk of deliveries, failures and skipped calls in one
+    transaction (``run_id``: the cycle's history row when an earlier chunk
+    created it). A row the replay database refuses fails only its call: the
+    chunk is committed again in halves until that call stands alone, and it
+    is recorded as a failure (reason ``target_refused``)."""
     out = Committed(run_id=run_id)
-    async with conn.transaction():
-        await _write(conn, policy, deliveries, failures, skipped, started_at, out)
-    return out
+    try:
+        async with conn.transaction():
+            await _write(conn, policy, deliveries, failures, skipped, started_at, out)
+        return out
+    except ROW_ERRORS as exc:
+        if not deliveries:
+            raise  # no call's row: the fault is synchrod's bookkeeping
+        if len(deliveries) == 1:
+            d = deliveries[0]
+            refused = Failure(d.couple, "target_refused",
+                              f"the replay database refused this call: {type(exc).__name__}: {exc}")
+            part = await commit_batch(conn, policy, [], [*failures, refused], skipped, started_at, run_id)
+            part.orphaned.extend(f.cfpath for f in d.files if f.copied)
+            return part
+    half = len(deliveries) // 2
+    first = await commit_batch(conn, policy, deliveries[:half], failures, skipped, started_at, run_id)
+    second = await commit_batch(conn, policy, deliveries[half:], [], [], started_at, first.run_id)
+    first.absorb(second)
+    return first
 
 
 async def save_resync_cursor(conn: asyncpg.Connection, source: str,
@@ -199,26 +218,20 @@ async def save_resync_cursor(conn: asyncpg.Connection, source: str,
     await conn.execute(_UPSERT_CURSOR, source, *cursor)
 
 
-async def _write(conn, policy, deliveries, failures, skipped, started_at, out):
+async def _write(conn, policy: Policy, deliveries, failures, skipped, started_at, out: Committed):
     src = policy.source
     sids = sorted({d.couple.sid for d in deliveries})
     if sids:
         await conn.fetchval(_LOCK_SIDS, sids)
     current = await reads.couples_by_sid(conn, sids) if sids else {}
-    ids = [d.couple.id for d in deliveries]
-    recorded = await reads.synced_marks(conn, src, ids) if ids else {}
-    callids = sorted({d.couple.callid for d in deliveries if d.couple.callid is not None})
-    # source callid -> target callid, or the key of a call this batch creates
-    known_calls: dict[int, int | str] = dict(await reads.target_calls(conn, src, callids)) if callids else {}
+    recorded = await reads.synced_marks(conn, src, [(d.couple.id, d.couple.sid) for d in deliveries]) \
+        if deliveries else {}
+    # the target calls of the other couples of each source call (SPEC §3.5)
+    siblings = sorted({s for d in deliveries for s in d.couple.call_sids if storable(s, "utf-8")})
+    sibling_calls = await reads.calls_of_sids(conn, siblings) if siblings else {}
 
     plan = _Plan()
-    # a source call whose couple already sits on the target joins that call
-    for d in deliveries:
-        t = current.get(d.couple.sid)
-        if d.couple.callid is not None and d.couple.callid not in known_calls \
-                and t is not None and t.callid is not None:
-            known_calls[d.couple.callid] = t.callid
-
+    keys: dict[str, int | str] = {}   # source call -> target call id, or a new call's key
     for d in deliveries:
         c, t = d.couple, current.get(d.couple.sid)
         action = decide(d.quality, t)
@@ -229,107 +242,111 @@ async def _write(conn, policy, deliveries, failures, skipped, started_at, out):
         if action is Action.MERGE and d.planned is not Action.MERGE:
             out.orphaned.extend(f.cfpath for f in d.files if f.copied)
         if action is Action.INSERT:
-            if c.callid is None:
-                key = f"couple:{c.id}"
-                plan.new_calls.append((key, c.start_ts, c.stop_ts, c.length))
-            elif c.callid in known_calls:
-                key = known_calls[c.callid]
-            else:
-                key = f"call:{c.callid}"
-                plan.new_calls.append((key, c.call_start_ts or c.start_ts,
-                                       c.call_stop_ts or c.stop_ts, c.call_length or c.length))
-                known_calls[c.callid] = key
+            key = _target_call(c, keys, sibling_calls, plan)
             plan.new_couples.append((d, key))
             plan.meta.append((d, None))
             plan.synced.append((d, None, "S"))
         else:
-            if action is Action.REPLACE:
-                plan.replaced.append((d, t))
+            (plan.replaced if action is Action.REPLACE else plan.merged).append((d, t))
             plan.meta.append((d, t.id))
             plan.synced.append((d, t.id, mark_for(action, recorded.get(c.id))))
 
     await _execute(conn, policy, plan, out)
     await _attempts(conn, policy, failures, out)
+    codec = policy.target.text_codec
     for f in skipped:
-        out.outcomes.append(Outcome(f.couple.id, f.couple.sid, "skipped", f.reason, f.detail))
+        out.outcomes.append(Outcome(f.couple.id, printable(f.couple.sid, codec), "skipped", f.reason,
+                                    printable(f.detail, codec)))
     await _history(conn, policy, started_at, out)
 
 
-async def _allocate(conn, table: str, n: int) -> list[int]:
+def _target_call(c: SourceCouple, keys: dict, sibling_calls: dict[str, int], plan: _Plan) -> int | str:
+    """The target call a new couple joins: the one holding another couple of
+    its source call (on the target, or new in this batch), else a new call."""
+    skey = f"call:{c.callid}" if c.callid is not None else f"couple:{c.id}"
+    found = keys.get(skey)
+    if found is None:
+        known = [sibling_calls[s] for s in c.call_sids if s in sibling_calls]
+        found = min(known) if known else skey
+        keys[skey] = found
+    if isinstance(found, str):
+        plan.new_calls.setdefault(found, _NewCall(found)).couples.append(c)
+    else:
+        plan.joined.setdefault(found, []).append(c)
+    return found
+
+
+async def _allocate(conn, st: BatchStatements, what: str, n: int) -> list[int | None]:
+    """``n`` new ids from CallREC's id function (else the column default);
+    None where the target has no such column."""
     if n == 0:
         return []
-    return [r[0] for r in await conn.fetch(_NEXTVAL, table, n)]
+    if what not in st.alloc:
+        return [None] * n
+    return [r[0] for r in await conn.fetch(st.alloc[what], n)]
 
 
 async def _execute(conn, policy: Policy, plan: _Plan, out: Committed) -> None:
-    src = policy.source
-    # calls
-    call_ids = await _allocate(conn, "callrec.calls", len(plan.new_calls))
-    resolved: dict[str, int] = {}
-    for (key, *_), new_id in zip(plan.new_calls, call_ids):
-        resolved[key] = new_id
+    st = policy.statements
+    # CallREC's triggers (and foreign keys) run a few cached statements per
+    # row: with synchrod's session-wide custom plans they would be planned
+    # again for every row, twice their cost. The writes take PostgreSQL's
+    # default; the lookups above keep custom plans (see dbconn).
+    await conn.execute(dbconn.WRITE_PLANS)
+    # calls: new ones (their times and counts are the triggers' where they keep them)
+    call_ids = await _allocate(conn, st, "calls.id", len(plan.new_calls))
+    resolved = dict(zip(plan.new_calls, call_ids))
     if plan.new_calls:
         await conn.copy_records_to_table(
-            "calls", schema_name="callrec", columns=_CALL_COLUMNS,
-            records=[(i, *r[1:]) for i, r in zip(call_ids, plan.new_calls)])
+            "calls", schema_name="callrec", columns=st.call_columns,
+            records=[_call_row(st, resolved[key], call) for key, call in plan.new_calls.items()])
 
     def call_id(key: int | str) -> int:
         return resolved[key] if isinstance(key, str) else key
 
     # couples
-    couple_ids = await _allocate(conn, "callrec.couples", len(plan.new_couples))
+    couple_ids = await _allocate(conn, st, "couples.id", len(plan.new_couples))
     target_of: dict[int, int] = {}  # source couple id -> target couple id
     rows = []
     for (d, key), new_id in zip(plan.new_couples, couple_ids):
         target_of[d.couple.id] = new_id
-        rows.append((new_id, call_id(key)) + d.couple.column_values() + (len(d.files),))
+        rows.append(_couple_row(st, new_id, call_id(key), d))
     if rows:
-        await conn.copy_records_to_table("couples", schema_name="callrec",
-                                         columns=_COUPLE_INSERT_COLUMNS, records=rows)
+        await conn.copy_records_to_table("couples", schema_name="callrec", columns=st.couple_copy,
+                                         records=rows)
+    if plan.joined and st.join_calls:
+        await conn.execute(st.join_calls, *_columns([_joined_row(i, cs) for i, cs in plan.joined.items()]))
     if plan.replaced:
-        rows = [(t.id, t.callid) + d.couple.column_values() + (len(d.files),)
+        # the old files go first: a replacement may carry protection, and a
+        # protected couple's files can no longer be deleted (CallREC's trigger)
+        old = [r[0] for r in await conn.fetch(_DELETE_FILES, [t.id for _, t in plan.replaced])]
+        rows = [(t.id, *d.couple.column_values(st.couple_columns), *_derived(st, d))
+                + ((bool(d.couple.protected),) if st.has_protected else ())
                 for d, t in plan.replaced]
-        await conn.execute(_UPDATE_COUPLES, *_columns(rows))
-        old = [r["cfpath"] for r in await conn.fetch(_DELETE_FILES, [t.id for _, t in plan.replaced])]
+        await conn.execute(st.update_couples, *_columns(rows))
         new_paths = {f.cfpath for d, _ in plan.replaced for f in d.files}
         out.replaced = sorted({p for p in old if p not in new_paths
                                and any(is_inside(root, p) for root in policy.owned_roots)})
         for d, t in plan.replaced:
             target_of[d.couple.id] = t.id
+    protect = [t.id for d, t in plan.merged if d.couple.protected and not t.protected]
+    if protect and st.protect:
+        await conn.execute(st.protect, protect)
 
-    # files
-    file_rows = []
-    for d in [d for d, _ in plan.new_couples] + [d for d, _ in plan.replaced]:
-        for f in d.files:
-            file_rows.append((target_of[d.couple.id], f.cftype, f.cfsize, f.cfpath, f.digest,
-                              f.start_ts, f.stop_ts))
-    if file_rows:
-        await conn.copy_records_to_table("cfiles", schema_name="callrec", columns=_FILE_COLUMNS,
-                                         records=file_rows)
-
-    # metadata union
-    ext_rows, tag_rows = [], []
-    for d, tid in plan.meta:
-        cid = tid if tid is not None else target_of[d.couple.id]
-        ext_rows.extend((cid, k, v) for k, v in d.couple.extdata)
-        if policy.voice_tags:
-            tag_rows.extend((cid, tag, pos) for tag, pos in d.couple.voice_tags)
-    if ext_rows:
-        await conn.execute(_INSERT_EXTDATA, *_columns(ext_rows))
-    if tag_rows:
-        await conn.execute(_INSERT_VOICE_TAGS, *_columns(tag_rows))
+    await _insert_files(conn, st, [(target_of[d.couple.id], d) for d, _ in plan.new_couples + plan.replaced])
+    await _union_metadata(conn, policy, plan, target_of, out)
 
     # origin and marks
     synced_rows = []
     for d, tid, mark in plan.synced:
         cid = tid if tid is not None else target_of[d.couple.id]
         synced_rows.append((d.couple.id, d.couple.callid, d.couple.sid, cid, mark))
-        out.marks[d.couple.id] = mark
+        out.marks[d.couple.id] = (d.couple.sid, mark)
         out.outcomes.append(Outcome(d.couple.id, d.couple.sid,
                                     "synchronized" if mark == "S" else "not_used"))
     if synced_rows:
-        await conn.execute(_UPSERT_SYNCED, src, *_columns(synced_rows))
-        await conn.execute(_CLEAR_ATTEMPTS, src, [r[0] for r in synced_rows])
+        await conn.execute(_UPSERT_SYNCED, policy.source, *_columns(synced_rows))
+        await conn.execute(_CLEAR_ATTEMPTS, policy.source, [r[0] for r in synced_rows])
 
     # journal: files now referenced are no longer pending; replaced ones go
     copied = [f for d, _ in plan.new_couples + plan.replaced for f in d.files if f.copied]
@@ -339,21 +356,102 @@ async def _execute(conn, policy: Policy, plan: _Plan, out: Committed) -> None:
         await conn.execute(_SCHEDULE_UNLINK, out.replaced)
 
 
+def _call_row(st: BatchStatements, call_id: int, call: _NewCall) -> tuple:
+    first = call.couples[0]
+    values = {"id": call_id, "cplcnt": first.call_cplcnt if first.call_cplcnt is not None
+              else len(call.couples),
+              "start_ts": first.call_start_ts or min(c.start_ts for c in call.couples),
+              "stop_ts": first.call_stop_ts or max(c.stop_ts for c in call.couples),
+              "realcplcnt": len(call.couples)}
+    values["length"] = first.call_length if first.call_length is not None else \
+        int((values["stop_ts"] - values["start_ts"]).total_seconds())
+    return tuple(values[c] for c in st.call_columns)
+
+
+def _joined_row(call_id: int, couples: list[SourceCouple]) -> tuple:
+    cplcnt = max((c.call_cplcnt for c in couples if c.call_cplcnt is not None), default=None)
+    return (call_id, cplcnt, min(c.start_ts for c in couples), max(c.stop_ts for c in couples),
+            len(couples))
+
+
+def _derived(st: BatchStatements, d: Delivery) -> tuple:
+    """cfcnt and cftypes, where synchrod keeps them (no trigger does)."""
+    out = []
+    for column in sorted(st.synchrod_couples):
+        if column == "cfcnt":
+            out.append(len(d.files))
+        else:
+            mask = 0
+            for f in d.files:
+                mask |= CFTYPE_BITS.get(f.cfile.cftype, 0)
+            out.append(asyncpg.BitString.from_int(mask, 32))
+    return tuple(out)
+
+
+def _couple_row(st: BatchStatements, new_id: int, call_id: int, d: Delivery) -> tuple:
+    c = d.couple
+    protected = (c.protected,) if st.has_protected else ()
+    return (new_id, call_id, *c.column_values(st.couple_columns), *protected, *_derived(st, d))
+
+
+async def _insert_files(conn, st: BatchStatements, couples: list[tuple[int, Delivery]]) -> None:
+    files = [(cplid, f) for cplid, d in couples for f in d.files]
+    if not files:
+        return
+    ids = await _allocate(conn, st, "cfiles.id", len(files))
+    # files sharing a stream group on the source share one new group
+    groups = sorted({(cplid, f.cfile.sgid) for cplid, f in files if f.cfile.sgid is not None})
+    loose = [i for i, (_, f) in enumerate(files) if f.cfile.sgid is None]
+    new_groups = await _allocate(conn, st, "cfiles.sgid", len(groups) + len(loose))
+    group_of = dict(zip(groups, new_groups))
+    loose_of = dict(zip(loose, new_groups[len(groups):]))
+    rows = []
+    for i, ((cplid, f), new_id) in enumerate(zip(files, ids)):
+        sgid = loose_of[i] if i in loose_of else group_of[(cplid, f.cfile.sgid)]
+        head = tuple(v for c, v in (("id", new_id), ("sgid", sgid)) if c in st.file_copy)
+        extra = {c: getattr(f.cfile, c) for c in st.file_columns}
+        extra["digest"] = f.digest
+        rows.append(head + (cplid, f.cfile.cftype, f.cfsize, f.cfpath)
+                    + tuple(extra[c] for c in st.file_columns))
+    await conn.copy_records_to_table("cfiles", schema_name="callrec", columns=st.file_copy,
+                                     records=rows)
+
+
+async def _union_metadata(conn, policy: Policy, plan: _Plan, target_of: dict[int, int],
+                          out: Committed) -> None:
+    st = policy.statements
+    ext_rows, tag_rows = [], []
+    for d, tid in plan.meta:
+        cid = tid if tid is not None else target_of[d.couple.id]
+        ext_rows.extend((cid, e.key, e.value, e.created_ts) for e in d.couple.extdata)
+        if st.insert_voice_tags:
+            tag_rows.extend((cid, *v) for v in d.couple.voice_tags)
+    if ext_rows:
+        await conn.execute(st.insert_extdata, *_columns(ext_rows))
+    if tag_rows:
+        missing = await conn.fetch(st.insert_voice_tags, *_columns(tag_rows))
+        out.missing_phrases |= {r[0] for r in missing}
+
+
 async def _attempts(conn, policy: Policy, failures: Sequence[Failure], out: Committed) -> None:
     if not failures:
         return
-    previous = await reads.attempts(conn, policy.source, [f.couple.id for f in failures])
+    codec = policy.target.text_codec  # what failed may be what the target cannot hold
+    previous = await reads.attempts(conn, policy.source,
+                                    [(f.couple.id, printable(f.couple.sid, codec)) for f in failures])
     rows = []
     for f in failures:
+        sid = printable(f.couple.sid, codec)
         n = previous.get(f.couple.id, 0) + 1
         delay: int | None = backoff.delay(n, policy.backoff_base)
+        detail = printable(f.detail, codec)
         if backoff.gives_up(n, policy.max_attempts, policy.mark_erroneous):
-            out.marks[f.couple.id] = "E"
-            out.outcomes.append(Outcome(f.couple.id, f.couple.sid, "erroneous", f.reason, f.detail))
+            out.marks[f.couple.id] = (f.couple.sid, "E")
+            out.outcomes.append(Outcome(f.couple.id, sid, "erroneous", f.reason, detail))
             delay = None
         else:
-            out.outcomes.append(Outcome(f.couple.id, f.couple.sid, "failed", f.reason, f.detail))
-        rows.append((f.couple.id, f.couple.sid, n, delay, f.reason, f.detail[:2000]))
+            out.outcomes.append(Outcome(f.couple.id, sid, "failed", f.reason, detail))
+        rows.append((f.couple.id, sid, n, delay, f.reason, detail[:2000]))
     await conn.execute(_UPSERT_ATTEMPTS, policy.source, *_columns(rows))
 
 

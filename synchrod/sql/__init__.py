@@ -18,3 +18,8 @@ def migrations() -> list[tuple[int, str, str]]:
             version = int(entry.name.split("_", 1)[0])
             out.append((version, entry.name, entry.read_text(encoding="utf-8")))
     return sorted(out)
+
+
+def ident(name: str) -> str:
+    """A quoted SQL identifier (names read from a database's catalog)."""
+    return '"' + name.replace('"', '""') + '"'

@@ -554,7 +554,8 @@
     const pct = t.usage_ratio === null || t.usage_ratio === undefined
       ? "unreadable" : `${(t.usage_ratio * 100).toFixed(1)}%`;
     cell.append(bar, el("span", {className: "pct"}, pct));
-    if (t.above_watermark) cell.append(el("span", {className: "badge full", title: "takes no new files"}, "full"));
+    if (t.problem) cell.append(el("span", {className: "badge full", title: "takes no new files"}, t.problem));
+    else if (t.above_watermark) cell.append(el("span", {className: "badge full", title: "takes no new files"}, "full"));
     return el("td", {className: "use"}, cell);
   }
 
