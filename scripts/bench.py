@@ -50,6 +50,9 @@ from synchrod.testing.pgserver import PgServer  # noqa: E402
 BENCH = REPO / ".bench"
 TEMPLATE = "callrec_tpl"
 SYNCHROD = str(Path(sys.executable).parent / "synchrod")
+# synchrod as installed: with its bytecode (an environment that forbids
+# writing .pyc would make every run compile its modules again)
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 START = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(days=2)
 MiB = 1 << 20
@@ -122,7 +125,7 @@ class Bench:
 
 
 def run(cmd: list[str], check: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=CHILD_ENV)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
     return proc
@@ -139,7 +142,7 @@ def timed_synchrod(cfg: Path) -> dict:
     if GNU_TIME:
         cmd = [GNU_TIME, "-v", "-o", str(out)] + cmd
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=CHILD_ENV)
     wall = time.perf_counter() - t0
     if GNU_TIME:
         m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.read_text())

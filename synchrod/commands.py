@@ -14,7 +14,6 @@ from .check import run_checks
 from .config import Config
 from . import status as status_report
 from .dbconn import UNREACHABLE, connect, redact
-from .daemon import Daemon
 from .engine import Engine, SameDatabaseError
 from .ownership import Ownership, notify_run_now
 from .replay.schema import TargetSchemaError, migrate
@@ -145,6 +144,7 @@ async def run(cfg: Config, args) -> int:
         log.info("stopped_before_start")
         await engine.close()
         return exits.OK
+    from .daemon import Daemon  # late: it brings the monitor's aiohttp, which one-shot commands do without
     return await Daemon(cfg, engine, ready_file=args.ready_file).run(
         reload_first=signal.SIGHUP in early)
 

@@ -227,7 +227,9 @@ async def _write(conn, policy: Policy, deliveries, failures, skipped, started_at
     recorded = await reads.synced_marks(conn, src, [(d.couple.id, d.couple.sid) for d in deliveries]) \
         if deliveries else {}
     # the target calls of the other couples of each source call (SPEC §3.5)
-    siblings = sorted({s for d in deliveries for s in d.couple.call_sids if storable(s, "utf-8")})
+    # (a sibling whose sid the target cannot even hold is not there)
+    siblings = sorted({s for d in deliveries for s in d.couple.call_sids
+                       if storable(s, policy.target.text_codec)})
     sibling_calls = await reads.calls_of_sids(conn, siblings) if siblings else {}
 
     plan = _Plan()
