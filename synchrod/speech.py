@@ -129,8 +129,7 @@ async def make_identical(rec: Recorder, master: Definitions) -> dict[str, int]:
         phrase_ids = {rec._in(text): i for i, text in await conn.fetch(_PHRASE_IDS)}
         want_links = {(tag_ids[t], phrase_ids[p]) for t, p in master.links
                       if t in tag_ids and p in phrase_ids}
-        have_links = set(await conn.fetch(_LINK_IDS))
-        have_links = {(t, p) for t, p in have_links}
+        have_links = {(t, p) for t, p in await conn.fetch(_LINK_IDS)}
         drop, add = sorted(have_links - want_links), sorted(want_links - have_links)
         if drop:
             await conn.execute("DELETE FROM callrec.tag_to_phrases l USING unnest($1::int[], $2::int[])"

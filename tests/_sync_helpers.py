@@ -157,15 +157,17 @@ def speech_tags(env, dsn: str) -> tuple[set, set, set]:
     return tags, phrases, links
 
 
-def teach_cftype(env, cftype: str, bit: int) -> None:
-    """Makes every database of the test an installation that knows ``cftype``
-    (its cftype CHECK and GET_CFTYPEMASK), as installations with INDEX files are."""
-    for dsn in [env.target_dsn()] + [env.source_dsn(i) for i in range(len(env.source_dbs))]:
+def teach_cftype(env, cftype: str, bit: int, dsns: list[str] | None = None) -> None:
+    """Makes the test's databases (or those of ``dsns``) installations that
+    know ``cftype``: their cftype CHECK and GET_CFTYPEMASK, as installations
+    with INDEX files are."""
+    for dsn in dsns or [env.target_dsn()] + [env.source_dsn(i) for i in range(len(env.source_dbs))]:
         (check,), = env.query(dsn, "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
                                    " WHERE conname = '_cfiles_cftype_ck'")
-        env.query(dsn, "ALTER TABLE callrec.cfiles DROP CONSTRAINT _cfiles_cftype_ck")
-        env.query(dsn, "ALTER TABLE callrec.cfiles ADD CONSTRAINT _cfiles_cftype_ck "
-                  + check.replace("ARRAY[", f"ARRAY['{cftype}'::character varying, ", 1))
+        if f"'{cftype}'" not in check:
+            env.query(dsn, "ALTER TABLE callrec.cfiles DROP CONSTRAINT _cfiles_cftype_ck")
+            env.query(dsn, "ALTER TABLE callrec.cfiles ADD CONSTRAINT _cfiles_cftype_ck "
+                      + check.replace("ARRAY[", f"ARRAY['{cftype}'::character varying, ", 1))
         env.query(dsn, f"""
             CREATE OR REPLACE FUNCTION callrec.get_cftypemask(varchar) RETURNS bit(32)
                 LANGUAGE plpgsql IMMUTABLE RETURNS NULL ON NULL INPUT AS $$

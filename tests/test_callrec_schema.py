@@ -4,8 +4,8 @@ version on either side, and databases that lack what synchrod needs."""
 from __future__ import annotations
 
 from _sync_helpers import (blob, cli, define_phrases, extdata, outcomes, set_source, set_synchro,
-                           spec, target_couples, target_files, target_shas, source_sha, voice_tags,
-                           wav)
+                           spec, target_couples, target_files, target_shas, source_sha, teach_cftype,
+                           voice_tags, wav)
 from conftest import TEMPLATE_LEGACY
 from synchrod.testing.recorders import FileSpec
 
@@ -189,15 +189,10 @@ def test_a_database_lacking_what_synchrod_needs_is_named_and_untouched(env):
     assert env.target("SELECT count(*) FROM synchrod.attempts") == [(0,)]
 
 
-_MASK_WITH_PVMAG = """CREATE OR REPLACE FUNCTION callrec.get_cftypemask(varchar) RETURNS bit(32)
-    LANGUAGE sql IMMUTABLE AS $$ SELECT CASE upper($1) WHEN 'AUDIO' THEN 1 WHEN 'PVMAG' THEN 64
-    ELSE 0 END::bit(32) $$"""
-
-
 def test_a_file_type_the_replay_database_cannot_hold(env):
     """PVMAG is in the cftype CHECK, but CallREC's GET_CFTYPEMASK raises on
     it: a source asked to take it is refused before anything is written."""
-    env.source(0, _MASK_WITH_PVMAG)  # a recorder whose CallREC stores PVMAG files
+    teach_cftype(env, "PVMAG", 64, [env.source_dsn(0)])  # a recorder whose CallREC stores PVMAG files
     set_source(env, 0, extra_file_types=["PVMAG"])
     env.add_calls(0, [spec("pv", [wav("/pv/a.wav"), blob("PVMAG", "/pv/v.pvmag")])])
     totals = env.run_inprocess(only="rec1")["rec1"]
@@ -205,7 +200,7 @@ def test_a_file_type_the_replay_database_cannot_hold(env):
     assert "the replay database does not accept cftype PVMAG" in totals.error, totals
     assert env.marks(0) == {"pv": None}
     # a replay database that knows it takes it
-    env.target(_MASK_WITH_PVMAG)
+    teach_cftype(env, "PVMAG", 64, [env.target_dsn()])
     totals = env.run_inprocess(only="rec1")["rec1"]
     assert (totals.state, totals.synchronized) == ("ok", 1), totals
     assert sorted(t for t, *_ in target_files(env, "pv")) == ["AUDIO", "PVMAG"]

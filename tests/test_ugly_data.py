@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from _sync_helpers import (attempts, define_tags, expire_backoff, outcomes, set_source, set_synchro,
-                           source_sha, spec, target_couples, target_shas, wav)
+                           sha256, source_sha, spec, target_couples, target_shas, wav)
 from conftest import TEMPLATE_SQL_ASCII
 from synchrod.testing import recorders
 from synchrod.testing.recorders import FileSpec
@@ -116,14 +116,7 @@ def test_a_latin1_sql_ascii_recorder(make_env):
     assert env.target("SELECT callingpartyname, description FROM callrec.couples") == [("José", "señal")]
     assert env.target("SELECT value FROM callrec.couple_extdata") == [("Müller",)]
     raw = env.mounts[0] / "calls" / "Jos\udce9" / "m\udcfcller.wav"  # the bytes on disk
-    assert target_shas(env) == [recorders_sha(raw)]
-
-
-def recorders_sha(path) -> str:
-    import hashlib
-    import os
-    with open(os.fsencode(str(path)), "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+    assert target_shas(env) == [sha256(raw)]
 
 
 def test_undecodable_text_and_out_of_range_values_fail_their_own_call(make_env):

@@ -20,6 +20,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql as psql
 
+from ..core.catalog import PG_CODECS
+
 VERSIONS = ("current", "legacy")
 
 
@@ -131,16 +133,11 @@ def write_media(mount: str | Path, spec: FileSpec, seed: int = 0,
         return None
     cfpath = spec.cfpath
     if client_encoding:  # the bytes the database stores are the path's bytes on disk
-        cfpath = os.fsdecode(cfpath.encode(_codec(client_encoding)))
+        cfpath = os.fsdecode(cfpath.encode(PG_CODECS[client_encoding.upper()]))
     path = Path(str(mount).rstrip("/") + cfpath)
     if spec.content == "wav":
         return write_wav(path, spec.seconds, 300 + seed % 500)
     return write_bytes(path, spec.size or 1024, seed)
-
-
-def _codec(pg_encoding: str) -> str:
-    return {"LATIN1": "latin-1", "WIN1250": "cp1250", "UTF8": "utf-8"}.get(pg_encoding.upper(),
-                                                                           pg_encoding)
 
 
 def _columns(cur, table: str) -> set[str]:
