@@ -38,7 +38,7 @@ async def retry_calls(tconn: asyncpg.Connection, src: SourceConfig,
     reset = await forget_attempts(tconn, src.sysname, sids) if await reads.schema_ready(tconn) else 0
     try:
         rec = await recorder.open_recorder(src.database, text_encoding=src.text_encoding,
-                                           voice_tags=False, application_name="synchrod:retry")
+                                           application_name="synchrod:retry")
     except UNREACHABLE as exc:
         raise SourceUnreachable(f"source {src.sysname} unreachable: {redact(str(exc))}") from None
     try:

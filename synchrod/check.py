@@ -48,9 +48,7 @@ async def run_checks(cfg: Config) -> list[Line]:
                           + ("" if version == latest else f", {latest} available: run synchrod init-db"))
                 lines.append(Line(what, True, detail))
                 target_cat = await read_catalog(conn, probe_types=True)
-                problems = schema_rules.target_problems(
-                    target_cat, voice_tags=s.synchronize_voice_tags,
-                    speech_tags=s.synchronize_speech_tags)
+                problems = schema_rules.target_problems(target_cat, s)
                 lines.append(Line("callrec schema of the target database", not problems,
                                   "; ".join(problems) or _describe(target_cat)))
         finally:
@@ -116,7 +114,6 @@ async def _source_db_lines(cfg: Config, src, target_ident, target_cat) -> list[L
     s = cfg.synchro
     try:
         rec = await recorder.open_recorder(src.database, text_encoding=src.text_encoding,
-                                           voice_tags=s.synchronize_voice_tags,
                                            application_name="synchrod:check")
     except Exception as exc:  # noqa: BLE001
         return [Line(what, False, redact(str(exc)))]
@@ -126,9 +123,7 @@ async def _source_db_lines(cfg: Config, src, target_ident, target_cat) -> list[L
         if target_ident is not None and await recorder.identity(rec.conn) == target_ident:
             return [Line(what, False, "is the replay (target) database itself")]
         cat = rec.catalog
-        problems = schema_rules.source_problems(
-            cat, voice_tags=s.synchronize_voice_tags, speech_tags=s.synchronize_speech_tags,
-            only_finished=s.only_finished, only_processed=s.only_processed)
+        problems = schema_rules.source_problems(cat, s)
         if target_cat is not None:
             problems += schema_rules.type_problems(cat, target_cat, taken_types(src, s.only_processed))
         detail = _describe(cat)

@@ -178,7 +178,8 @@ async def _cycle(engine: Engine, rt: SourceRuntime, res: CycleResult, dry_run: b
             earliest=earliest,
             only_finished=cfg.synchro.only_finished, only_processed=cfg.synchro.only_processed,
             without_streams=cfg.synchro.synchronize_couples_without_streams,
-            excluded=excluded, limit=cfg.synchro.calls_per_period, resync_cursor=cursor,
+            excluded=excluded, limit=cfg.synchro.calls_per_period,
+            voice_tags=cfg.synchro.synchronize_voice_tags, resync_cursor=cursor,
             retry_due=retry_due or ())
         faults.point("after_load", src.sysname)
         res.taken = len(batch)

@@ -140,10 +140,8 @@ class SourceRuntime:
         """The recorder, connected, its catalog read and checked against what
         this source's configuration needs (SchemaError names what is missing)."""
         if self.rec is None or self.rec.is_closed():
-            synchro = engine.config.synchro
             self.rec = await recorder.open_recorder(
                 self.cfg.database, text_encoding=self.cfg.text_encoding,
-                voice_tags=synchro.synchronize_voice_tags,
                 application_name=f"synchrod:{self.cfg.sysname}")
             self.statements = None
             if not self.verified:
@@ -212,15 +210,10 @@ class Engine:
         """What the replay database and this recorder lack for this source's
         configuration (SPEC §2), each named; empty when both are fit."""
         s = self.config.synchro
-        out = [f"replay database: {p}" for p in schema_rules.target_problems(
-            self.target_catalog, voice_tags=s.synchronize_voice_tags,
-            speech_tags=s.synchronize_speech_tags)]
-        out += [f"recorder: {p}" for p in schema_rules.source_problems(
-            source, voice_tags=s.synchronize_voice_tags, speech_tags=s.synchronize_speech_tags,
-            only_finished=s.only_finished, only_processed=s.only_processed)]
-        out += schema_rules.type_problems(source, self.target_catalog,
-                                          taken_types(src, s.only_processed))
-        return out
+        return ([f"replay database: {p}" for p in schema_rules.target_problems(self.target_catalog, s)]
+                + [f"recorder: {p}" for p in schema_rules.source_problems(source, s)]
+                + schema_rules.type_problems(source, self.target_catalog,
+                                             taken_types(src, s.only_processed)))
 
     @property
     def target_problems(self) -> dict[str, str]:

@@ -87,16 +87,17 @@ class Wire:
 class Recorder:
     """One recorder connection with the statements its catalog allows."""
 
-    def __init__(self, conn: asyncpg.Connection, catalog: Catalog, wire: Wire | None,
-                 voice_tags: bool):
+    def __init__(self, conn: asyncpg.Connection, catalog: Catalog, wire: Wire | None):
         self.conn = conn
         self.catalog = catalog
         self.wire = wire
         self._couple_columns = tuple(c for c in COUPLE_COLUMNS if catalog.has("couples", c))
         self._file_columns = tuple(c for c in FILE_COLUMNS if catalog.has("cfiles", c))
         self._has_protected = catalog.has("couples", "protected")
-        self._queries = {resync: _load_query(catalog, self._couple_columns, self._file_columns,
-                                             resync, voice_tags) for resync in (False, True)}
+        # (resync, voice tags) -> the batch query; voice tags follow a live reload
+        self._queries = {(resync, tags): _load_query(catalog, self._couple_columns, self._file_columns,
+                                                     resync, tags)
+                         for resync in (False, True) for tags in (False, True)}
         self._backlog = _backlog_query(catalog)
 
     # --- text crossing the wire ---------------------------------------------------
@@ -109,7 +110,7 @@ class Recorder:
     # --- batches -----------------------------------------------------------------------
     async def load_batch(self, *, earliest: dt.datetime | None, only_finished: bool,
                          only_processed: bool, without_streams: bool,
-                         excluded: Sequence[tuple[int, str]], limit: int,
+                         excluded: Sequence[tuple[int, str]], limit: int, voice_tags: bool,
                          resync_cursor: tuple[dt.datetime, int] | None = None,
                          retry_due: Sequence[int] = ()) -> list[SourceCouple]:
         """The oldest candidates of this source, at most ``limit``, in one
@@ -120,7 +121,7 @@ class Recorder:
                 [i for i, _ in excluded], self._out([s for _, s in excluded]), limit]
         if resync_cursor is not None:
             args += [*resync_cursor, list(retry_due)]
-        rows = await self.conn.fetch(self._queries[resync_cursor is not None], *args)
+        rows = await self.conn.fetch(self._queries[resync_cursor is not None, voice_tags], *args)
         return [self._couple(r) for r in rows]
 
     def _couple(self, r: asyncpg.Record) -> SourceCouple:
@@ -190,8 +191,7 @@ class Recorder:
         return self.conn.is_closed()
 
 
-async def open_recorder(dsn: str, *, text_encoding: str | None, voice_tags: bool,
-                        application_name: str) -> Recorder:
+async def open_recorder(dsn: str, *, text_encoding: str | None, application_name: str) -> Recorder:
     """Connects, reads the catalog and sets the connection up for this
     recorder's encoding."""
     conn = await dbconn.connect(dsn, application_name=application_name)
@@ -202,7 +202,7 @@ async def open_recorder(dsn: str, *, text_encoding: str | None, voice_tags: bool
         if catalog.encoding == "SQL_ASCII":
             await conn.execute("SET client_encoding = 'LATIN1'")
             wire = Wire(text_encoding)
-        return Recorder(conn, catalog, wire, voice_tags)
+        return Recorder(conn, catalog, wire)
     except BaseException:
         conn.terminate()
         raise

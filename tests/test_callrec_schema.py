@@ -222,3 +222,32 @@ def test_a_row_the_target_refuses_fails_alone(env):
     assert reason == "target_refused" and "dom_cpltype" in detail
     assert len(env.target_files()) == 9   # the refused call's copy was removed
     assert env.target("SELECT count(*) FROM synchrod.pending_files") == [(0,)]
+
+
+def test_voice_tags_follow_a_live_reload(env):
+    """The batch query is the recorder connection's, kept across reloads:
+    switching synchronize_voice_tags on must bring the tags with the next call."""
+    import asyncio
+
+    from synchrod.config import from_dict
+    from synchrod.engine import Engine
+    from synchrod.runner import run_round
+
+    define_phrases(env, env.target_dsn(), "hello")
+    set_synchro(env, synchronize_voice_tags=False)
+    env.add_calls(0, [spec("off", voice_tags=[("hello", 10)], minutes_ago=60)])
+
+    async def go():
+        engine = Engine(env.config)
+        await engine.open()
+        try:
+            await run_round(engine, "rec1")
+            env.add_calls(0, [spec("on", voice_tags=[("hello", 20)], minutes_ago=50)])
+            raw = dict(env.raw, synchro={**env.raw["synchro"], "synchronize_voice_tags": True})
+            engine.apply_config(from_dict(raw, str(env.config_path)))
+            await run_round(engine, "rec1")
+        finally:
+            await engine.close()
+    asyncio.run(go())
+    assert env.marks(0) == {"off": "S", "on": "S"}
+    assert (voice_tags(env, "off"), voice_tags(env, "on")) == (set(), {("hello", 20)})

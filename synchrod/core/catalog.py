@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .model import CORE_COUPLE_COLUMNS, COUPLE_COLUMNS, FILE_COLUMNS
 
@@ -25,6 +26,14 @@ PG_CODECS = {"UTF8": "utf-8", "LATIN1": "latin-1", "LATIN2": "iso8859-2", "LATIN
              "WIN1254": "cp1254", "WIN1257": "cp1257", "KOI8R": "koi8-r", "ISO_8859_5": "iso8859-5",
              "ISO_8859_7": "iso8859-7", "EUC_JP": "euc-jp", "SJIS": "shift_jis", "GBK": "gbk",
              "BIG5": "big5", "UHC": "cp949"}
+
+
+class Needs(Protocol):
+    """The settings that decide what synchrod needs of a database (``synchro``)."""
+    synchronize_voice_tags: bool
+    synchronize_speech_tags: bool
+    only_finished: bool
+    only_processed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,26 +121,25 @@ def _speech_problems(cat: Catalog) -> list[str]:
             + _missing(cat, "tag_to_phrases", ("tagid", "phraseid")))
 
 
-def source_problems(cat: Catalog, *, voice_tags: bool, speech_tags: bool, only_finished: bool,
-                    only_processed: bool) -> list[str]:
+def source_problems(cat: Catalog, needs: Needs) -> list[str]:
     """What a recorder lacks for synchrod, each named; empty when it is fit."""
     out = _missing(cat, "calls", ("id",))
     couples = set(CORE_COUPLE_COLUMNS)
-    if only_finished:
+    if needs.only_finished:
         couples.add("state")
-    if only_processed:
+    if needs.only_processed:
         couples.add("mixed")
     out += _missing(cat, "couples", sorted(couples))
     out += _missing(cat, "cfiles", ("id", "cplid", "cftype", "cfsize", "cfpath"))
     out += _missing(cat, "couple_extdata", ("cplid", "key", "value"))
-    if voice_tags:
+    if needs.synchronize_voice_tags:
         out += _voice_tag_problems(cat, writes=False)
-    if speech_tags:
+    if needs.synchronize_speech_tags:
         out += _speech_problems(cat)
     return _unique(out)
 
 
-def target_problems(cat: Catalog, *, voice_tags: bool, speech_tags: bool) -> list[str]:
+def target_problems(cat: Catalog, needs: Needs) -> list[str]:
     """What the replay database lacks for synchrod, each named."""
     out = _missing(cat, "calls", ("id",))
     out += _missing(cat, "couples", ("id", "callid", "sid", "start_ts", "stop_ts"))
@@ -142,9 +150,9 @@ def target_problems(cat: Catalog, *, voice_tags: bool, speech_tags: bool) -> lis
         if col is not None and col.not_null and cat.id_source(table, column) is None:
             out.append(f"callrec.{table}.{column} has no default and "
                        f"callrec.{ID_FUNCTIONS[table, column]}() is missing")
-    if voice_tags:
+    if needs.synchronize_voice_tags:
         out += _voice_tag_problems(cat, writes=True)
-    if speech_tags:
+    if needs.synchronize_speech_tags:
         out += _speech_problems(cat)
     return _unique(out)
 
