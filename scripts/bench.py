@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -44,12 +45,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
-from synchrod.testing import recorders  # noqa: E402
+from synchrod.testing import recorders, stage  # noqa: E402
 from synchrod.testing.pgserver import PgServer  # noqa: E402
+from synchrod.testing.stage import SYNCHROD, say  # noqa: E402
 
 BENCH = REPO / ".bench"
-TEMPLATE = "callrec_tpl"
-SYNCHROD = str(Path(sys.executable).parent / "synchrod")
 # synchrod as installed: with its bytecode (an environment that forbids
 # writing .pyc would make every run compile its modules again)
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -70,43 +70,47 @@ TARGETS = {
 }
 
 
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
 # --- environment ---------------------------------------------------------------------
 
 class Bench:
     def __init__(self, server: PgServer, schema: str = "current"):
         self.server = server
-        self.admin = server.dsn("postgres")
         self.schema = schema
 
     def dsn(self, db: str) -> str:
         return self.server.dsn(db)
 
     def fresh_db(self, name: str) -> str:
-        recorders.create_database(self.admin, name, TEMPLATE)
-        return self.dsn(name)
+        return stage.clone_databases(self.server, [name])[name]
 
     def config(self, name: str, *, copy_files: bool, calls_per_period: int,
                target: Path, mount: Path) -> Path:
-        raw = {
-            "synchro": {"sleep_period": 10, "calls_per_period": calls_per_period,
-                        "only_finished": True, "only_processed": True, "verify": "size",
-                        # a legacy replay database keeps voice tags on cfiles: synchrod refuses
-                        # to write them there (and the bulk calls have none)
-                        "synchronize_voice_tags": self.schema != "legacy"},
-            "target": {"sysname": "replay", "database": self.dsn(f"{name}_replay"),
-                       "default_path": str(target), "default_watermark": 99},
-            "sources": [{"sysname": "rec", "database": self.dsn(f"{name}_rec"),
-                         "mount_path": str(mount), "interval": "all", "copy_files": copy_files}],
-            "monitor": {"enabled": False},
-            "logging": {"level": "warning", "format": "json"},
-        }
-        path = BENCH / name / "synchrod.yaml"
-        path.write_text(yaml.safe_dump(raw, sort_keys=False))
-        return path
+        return stage.write_config(BENCH / name / "synchrod.yaml", stage.config(
+            synchro={"sleep_period": 10, "calls_per_period": calls_per_period,
+                     "only_finished": True, "only_processed": True, "verify": "size",
+                     # a legacy replay database keeps voice tags on cfiles: synchrod refuses
+                     # to write them there (and the bulk calls have none)
+                     "synchronize_voice_tags": self.schema != "legacy"},
+            target_dsn=self.dsn(f"{name}_replay"), target_path=target,
+            sources=[stage.source("rec", self.dsn(f"{name}_rec"), mount, copy_files=copy_files)]))
+
+    def prepare(self, name: str, n: int, size: int, what: str, *, copy_files: bool,
+                calls_per_period: int, **bulk) -> tuple[Path, Path, Path]:
+        """A fresh recorder database ``<name>_rec`` loaded with ``n`` one-file
+        calls of ``size`` bytes, empty mount and target directories, and the
+        configuration for them; returns (mount, target, config path)."""
+        base = BENCH / name
+        mount, target = base / "mnt", base / "replay" / "calls"
+        mount.mkdir(parents=True)
+        target.mkdir(parents=True)
+        self.fresh_db(f"{name}_rec")
+        say(f"[{name}] loading {n:,} {what} ...")
+        t0 = time.perf_counter()
+        recorders.bulk_calls(self.dsn(f"{name}_rec"), mount, n, file_size=size, start=START, **bulk)
+        say(f"[{name}] loaded in {time.perf_counter() - t0:.1f} s")
+        cfg = self.config(name, copy_files=copy_files, calls_per_period=calls_per_period,
+                          target=target, mount=mount)
+        return mount, target, cfg
 
     def reset_run(self, name: str, target: Path | None) -> None:
         """A fresh replay database (with synchrod's schema) and all source calls unmarked."""
@@ -117,18 +121,24 @@ class Bench:
         if target is not None:
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir(parents=True)
-        run([SYNCHROD, "init-db", "-c", str(BENCH / name / "synchrod.yaml")], check=True)
+        stage.init_db(BENCH / name / "synchrod.yaml", cwd=REPO, env=CHILD_ENV)
 
     def marks(self, name: str) -> dict[str | None, int]:
         with psycopg.connect(self.dsn(f"{name}_rec"), autocommit=True) as conn:
             return dict(conn.execute("SELECT synchronized, count(*) FROM callrec.couples GROUP BY 1").fetchall())
 
-
-def run(cmd: list[str], check: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=CHILD_ENV)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
-    return proc
+    def drain(self, name: str, cfg: Path, n: int, target: Path | None, total: int | None = None) -> dict:
+        """A fresh run (:meth:`reset_run`; a sync first when ``target`` is
+        given), then :func:`timed_synchrod`; raises unless all ``n`` calls are
+        marked S (and the target holds ``total`` bytes, if given)."""
+        self.reset_run(name, target)
+        if target is not None:
+            sync()
+        res = timed_synchrod(cfg)
+        marks = self.marks(name)
+        if marks.get("S") != n or (total is not None and du_bytes(target) != total):
+            raise RuntimeError(f"[{name}] synchrod did not synchronize everything: marks {marks}")
+        return res
 
 
 def sync() -> None:
@@ -164,19 +174,20 @@ def du_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
-def _recorder(b: Bench, name: str, n: int, size: int, what: str, **bulk) -> tuple[Path, Path]:
-    """A fresh recorder database ``<name>_rec`` loaded with ``n`` one-file
-    calls, and empty mount and target directories."""
-    base = BENCH / name
-    mount, target = base / "mnt", base / "replay" / "calls"
-    mount.mkdir(parents=True)
-    target.mkdir(parents=True)
-    b.fresh_db(f"{name}_rec")
-    say(f"[{name}] loading {n:,} {what} ...")
-    t0 = time.perf_counter()
-    recorders.bulk_calls(b.dsn(f"{name}_rec"), mount, n, file_size=size, start=START, **bulk)
-    say(f"[{name}] loaded in {time.perf_counter() - t0:.1f} s")
-    return mount, target
+@contextlib.asynccontextmanager
+async def engine_on(cfg_path: Path):
+    """synchrod's engine in this process on the configuration ``cfg_path``:
+    opened and its sources verified; closed on leaving."""
+    from synchrod.config import from_dict
+    from synchrod.sync.engine import Engine
+
+    engine = Engine(from_dict(yaml.safe_load(cfg_path.read_text()), str(cfg_path)))
+    await engine.open()
+    await engine.verify_sources()
+    try:
+        yield engine
+    finally:
+        await engine.close()
 
 
 # --- a: copy mode ------------------------------------------------------------------------
@@ -184,10 +195,10 @@ def _recorder(b: Bench, name: str, n: int, size: int, what: str, **bulk) -> tupl
 def bench_copy(b: Bench, sz: dict, profile: bool = False) -> dict:
     n, size = sz["a_calls"], sz["a_size"]
     name = "a"
-    mount, target = _recorder(b, name, n, size, f"calls x {size // 1024} KiB")
+    mount, target, cfg = b.prepare(name, n, size, f"calls x {size // 1024} KiB", copy_files=True,
+                                   calls_per_period=500)
     cpdst = target.parent / "cp"
     total = n * size
-    cfg = b.config(name, copy_files=True, calls_per_period=500, target=target, mount=mount)
 
     cp_runs, sd_runs = [], []
     time.sleep(2)  # let the disk settle after the load
@@ -201,12 +212,7 @@ def bench_copy(b: Bench, sz: dict, profile: bool = False) -> dict:
         cp_runs.append(time.perf_counter() - t0)
         say(f"[a] run {r + 1}: cp -a + sync      {cp_runs[-1]:7.2f} s")
         # synchrod, after a sync, fresh replay database and target path
-        b.reset_run(name, target)
-        sync()
-        res = timed_synchrod(cfg)
-        marks = b.marks(name)
-        if marks.get("S") != n or du_bytes(target) != total:
-            raise RuntimeError(f"[a] synchrod did not copy everything: marks {marks}")
+        res = b.drain(name, cfg, n, target, total)
         sd_runs.append(res)
         say(f"[a] run {r + 1}: synchrod once      {res['wall_s']:7.2f} s  (cycles {res['cycles']}, "
             f"in cycles {res['cycle_seconds']:.2f} s, peak RSS {res['rss_mib']:.1f} MiB)")
@@ -240,15 +246,10 @@ def bench_copy(b: Bench, sz: dict, profile: bool = False) -> dict:
 def bench_link(b: Bench, sz: dict, profile: bool = False) -> dict:
     n = sz["b_calls"]
     name = "b"
-    mount, target = _recorder(b, name, n, 1024, "calls x 1 KiB")
-    cfg = b.config(name, copy_files=False, calls_per_period=1000, target=target, mount=mount)
+    _, _, cfg = b.prepare(name, n, 1024, "calls x 1 KiB", copy_files=False, calls_per_period=1000)
     runs = []
     for r in range(sz["repeat"]):
-        b.reset_run(name, None)
-        res = timed_synchrod(cfg)
-        marks = b.marks(name)
-        if marks.get("S") != n:
-            raise RuntimeError(f"[b] not everything synchronized: {marks}")
+        res = b.drain(name, cfg, n, None)
         runs.append(res)
         say(f"[b] run {r + 1}: synchrod once      {res['wall_s']:7.2f} s  (cycles {res['cycles']}, "
             f"in cycles {res['cycle_seconds']:.2f} s, peak RSS {res['rss_mib']:.1f} MiB)")
@@ -268,36 +269,29 @@ def bench_link(b: Bench, sz: dict, profile: bool = False) -> dict:
 
 def bench_idle(b: Bench, sz: dict, profile: bool = False) -> dict:
     from synchrod import logs
-    from synchrod.config import from_dict
-    from synchrod.cycle import run_cycle
-    from synchrod.engine import Engine
-    from synchrod.runner import run_round
+    from synchrod.sync.cycle import run_cycle
+    from synchrod.sync.rounds import run_round
 
     n, cycles = sz["c_couples"], sz["c_cycles"]
     name = "c"
-    mount, target = _recorder(b, name, n, 1024, "synchronized couples (no files)",
-                              write_files=False, synchronized="S")
+    _, _, cfg_path = b.prepare(name, n, 1024, "synchronized couples (no files)", copy_files=True,
+                               calls_per_period=200, write_files=False, synchronized="S")
     b.fresh_db(f"{name}_replay")
     with psycopg.connect(b.dsn(f"{name}_rec"), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE callrec.couples")
-    cfg_path = b.config(name, copy_files=True, calls_per_period=200, target=target, mount=mount)
-    cfg = from_dict(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
     logs.setup("warning", "json")
 
     async def go():
-        engine = Engine(cfg)
-        await engine.open()
-        await engine.verify_sources()
-        rt = engine.sources["rec"]
-        try:
+        async with engine_on(cfg_path) as engine:
+            runtime = engine.sources["rec"]
             t = time.perf_counter()
-            r = await run_cycle(engine, rt)
+            r = await run_cycle(engine, runtime)
             first = time.perf_counter() - t
             assert r.state == "idle", (r.state, r.error)
             per_cycle, per_round = [], []
             for _ in range(cycles):
                 t = time.perf_counter()
-                r = await run_cycle(engine, rt)
+                r = await run_cycle(engine, runtime)
                 per_cycle.append(time.perf_counter() - t)
                 assert r.state == "idle", (r.state, r.error)
             for _ in range(cycles):
@@ -305,8 +299,6 @@ def bench_idle(b: Bench, sz: dict, profile: bool = False) -> dict:
                 await run_round(engine)
                 per_round.append(time.perf_counter() - t)
             return first, per_cycle, per_round
-        finally:
-            await engine.close()
 
     first, per_cycle, per_round = asyncio.run(go())
     med = statistics.median(per_cycle) * 1000
@@ -323,14 +315,8 @@ def bench_idle(b: Bench, sz: dict, profile: bool = False) -> dict:
 def bench_memory(b: Bench, sz: dict, profile: bool = False) -> dict:
     n = sz["d_calls"]
     name = "d"
-    mount, target = _recorder(b, name, n, 1024, "calls x 1 KiB")
-    cfg = b.config(name, copy_files=True, calls_per_period=1000, target=target, mount=mount)
-    b.reset_run(name, target)
-    sync()
-    res = timed_synchrod(cfg)
-    marks = b.marks(name)
-    if marks.get("S") != n:
-        raise RuntimeError(f"[d] not everything synchronized: {marks}")
+    _, target, cfg = b.prepare(name, n, 1024, "calls x 1 KiB", copy_files=True, calls_per_period=1000)
+    res = b.drain(name, cfg, n, target)
     say(f"[d] synchrod once {res['wall_s']:.1f} s (cycles {res['cycles']}), peak RSS {res['rss_mib']:.1f} MiB")
     return {"calls": n, "calls_per_period": 1000, "synchrod_s": res["wall_s"],
             "calls_per_s": n / res["wall_s"], "peak_rss_mib": res["rss_mib"],
@@ -357,11 +343,12 @@ def profile_drain(cfg_path: Path, label: str) -> None:
     from collections import defaultdict
     import functools
 
-    from synchrod import cycle, logs, media, recorder, transfer
-    from synchrod.config import from_dict
-    from synchrod.engine import Engine
+    from synchrod import logs, recorder
+    from synchrod.fs import copying, sourcefiles
+    from synchrod.replay.writes import BatchWriter
+    from synchrod.sync import cycle, finish, transfer
     from synchrod.replay import journal
-    from synchrod.runner import run_once
+    from synchrod.sync.rounds import run_once
 
     spent, calls = defaultdict(float), defaultdict(int)
     saved = []
@@ -392,30 +379,26 @@ def profile_drain(cfg_path: Path, label: str) -> None:
                     calls[key(a)] += 1
         setattr(owner, attr, wrapper)
 
-    for owner, attr in [(cycle, "_repair"), (recorder.Recorder, "load_batch"), (cycle, "transfer"),
-                        (journal, "record_intents"), (cycle, "commit_batch"), (recorder.Recorder, "mark"),
-                        (cycle, "_finish"), (cycle, "_remove"), (cycle, "sync_speech_tags")]:
+    # each where the caller looks it up
+    for owner, attr in [(cycle, "repair"), (recorder.Recorder, "load_batch"), (cycle, "transfer"),
+                        (journal, "record_intents"), (BatchWriter, "commit"), (recorder.Recorder, "mark"),
+                        (finish.ChunkFinisher, "finish"), (finish, "remove_unused"),
+                        (cycle, "sync_speech_tags")]:
         patch(owner, attr, lambda a, n=f"{owner.__name__.split('.')[-1]}.{attr}": n)
-    for owner, attr in [(transfer, "_deliver_files"), (media, "copy_to"), (media, "locate"),
-                        (media, "syncfs")]:
+    for owner, attr in [(transfer, "_deliver_files"), (copying, "copy_to"), (sourcefiles, "locate"),
+                        (copying, "syncfs")]:
         patch(owner, attr, lambda a, n=f"[pool] {owner.__name__.split('.')[-1]}.{attr}": n)
     for meth in ("execute", "executemany", "fetch", "fetchval", "fetchrow"):
         patch(apc.Connection, meth, _sql_key)
     # COPY into callrec.couples/cfiles (CallREC's row triggers fire there)
     patch(apc.Connection, "copy_records_to_table", lambda a: f"SQL COPY {a[1]} (copy_records_to_table)")
-    cfg = from_dict(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
     logs.setup("warning", "json")
 
     async def go():
-        engine = Engine(cfg)
-        await engine.open()
-        await engine.verify_sources()
-        try:
+        async with engine_on(cfg_path) as engine:
             t = time.perf_counter()
             totals = await run_once(engine, None, True, False)
             return time.perf_counter() - t, totals
-        finally:
-            await engine.close()
     try:
         wall, totals = asyncio.run(go())
     finally:
@@ -494,22 +477,18 @@ def main() -> int:
         ap.error(f"--only takes a,b,c,d, not {args.only!r}")
     sz = QUICK if args.quick else FULL
 
-    old = BENCH / "pg"
-    if (old / "data" / "postmaster.pid").exists():
-        PgServer(old).stop("immediate")
     by_schema = previous_by_schema()
-    shutil.rmtree(BENCH, ignore_errors=True)
-    BENCH.mkdir()
-    os.chmod(BENCH, 0o755)
+    work = stage.Stage(BENCH)
+    work.clear("immediate")
     if by_schema:  # the figures of earlier runs survive a run that fails
         (BENCH / "results.json").write_text(json.dumps({"by_schema": by_schema}, indent=2))
-    server = PgServer(BENCH / "pg", fast=False).start()
+    server = work.start(fast=False)
     say(f"embedded PostgreSQL (fsync on) in {server.root}; sizes: {'quick' if args.quick else 'full'}; "
         f"CallREC schema: {args.schema}")
     results: dict = {}
     t_all = time.perf_counter()
     try:
-        recorders.create_template(server.dsn("postgres"), TEMPLATE, server.dsn, args.schema)
+        stage.callrec_template(server, version=args.schema)
         b = Bench(server, args.schema)
         steps = {"a": bench_copy, "b": bench_link, "c": bench_idle, "d": bench_memory}
         for key in only:
@@ -518,7 +497,7 @@ def main() -> int:
             results[key]["bench_seconds"] = time.perf_counter() - t0
             shutil.rmtree(BENCH / key, ignore_errors=True)  # media of a finished bench
     finally:
-        server.destroy()
+        work.destroy(server)
     lines = table(results, args.schema)
     say()
     for line in lines:

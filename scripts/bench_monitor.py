@@ -53,9 +53,7 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -67,24 +65,21 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import psycopg
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
-from synchrod.passwords import hash_password  # noqa: E402
-from synchrod.testing import recorders  # noqa: E402
+from synchrod.testing import recorders, stage  # noqa: E402
 from synchrod.testing.pgserver import PgServer  # noqa: E402
 from synchrod.testing.recorders import CallSpec, FileSpec  # noqa: E402
+from synchrod.testing.stage import SYNCHROD, free_port, say  # noqa: E402
 
 WORK = REPO / ".bench" / "monitor"
-PG_ROOT = WORK / "pg"
-STATE = WORK / "server.json"
+STAGE = stage.Stage(WORK)        # WORK/pg, and WORK/server.json to stop a server left by --keep
+PG_ROOT = STAGE.pg_root
 CONFIG = WORK / "synchrod.yaml"
-TEMPLATE = "callrec_tpl"
 REPLAY_DB = "replay"
-SYNCHROD = str(Path(sys.executable).parent / "synchrod")
 CHROMIUM = "/usr/bin/chromium"
 GROUP_SIZE = 10
 LIMIT_MS = 50.0
@@ -92,20 +87,10 @@ SLOW_STATEMENT_MS = 10
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
 def pct(values: list[float], p: float) -> float:
     """Nearest-rank percentile."""
     s = sorted(values)
     return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_model() -> str:
@@ -124,41 +109,22 @@ def sysname(i: int) -> str:
 
 # --- PostgreSQL and the databases -----------------------------------------------------
 
-def stop_old_server() -> None:
-    """Stops a server a previous --keep run left, then removes the work directory."""
-    if (PG_ROOT / "data" / "postmaster.pid").exists():
-        say("stopping the server of a previous --keep run")
-        old = PgServer(PG_ROOT)
-        shutil.rmtree(old.socket_dir, ignore_errors=True)  # its own fresh, unused temp dir
-        old.stop("immediate")
-    if STATE.exists():
-        try:
-            socket_dir = json.loads(STATE.read_text()).get("socket_dir")
-        except (OSError, ValueError):
-            socket_dir = None
-        if socket_dir and Path(socket_dir).name.startswith("spg-"):
-            shutil.rmtree(socket_dir, ignore_errors=True)
-    shutil.rmtree(WORK, ignore_errors=True)
-
-
 def build_databases(server: PgServer, args) -> list[dict]:
-    admin = server.dsn("postgres")
     t0 = time.perf_counter()
-    recorders.create_template(admin, TEMPLATE, server.dsn)
-    if args.recorder_couples:
-        # already synchronized calls: what a recorder in service holds (not taken again)
-        recorders.bulk_calls(server.dsn(TEMPLATE), WORK / "unused", args.recorder_couples,
-                             file_size=1024, start=NOW - dt.timedelta(days=3), write_files=False,
-                             synchronized="S", prefix="old")
-    recorders.create_database(admin, REPLAY_DB, TEMPLATE)
+
+    def old_calls(template_dsn: str) -> None:
+        if args.recorder_couples:
+            # already synchronized calls: what a recorder in service holds (not taken again)
+            recorders.bulk_calls(template_dsn, WORK / "unused", args.recorder_couples,
+                                 file_size=1024, start=NOW - dt.timedelta(days=3), write_files=False,
+                                 synchronized="S", prefix="old")
+    names = [sysname(i) for i in range(args.sources)]
+    dsns = stage.callrec_databases(server, [REPLAY_DB, *names], fill=old_calls)
     sources = []
-    for i in range(args.sources):
-        name = sysname(i)
-        recorders.create_database(admin, name, TEMPLATE)
+    for i, name in enumerate(names):
         mount = WORK / "mnt" / name
         mount.mkdir(parents=True)
-        sources.append({"sysname": name, "database": server.dsn(name), "mount_path": str(mount),
-                        "group": f"g{i // GROUP_SIZE + 1}", "interval": "all"})
+        sources.append(stage.source(name, dsns[name], mount, group=f"g{i // GROUP_SIZE + 1}"))
     say(f"[setup] replay database and {args.sources} recorder databases "
         f"({args.recorder_couples:,} synchronized couples each) in {time.perf_counter() - t0:.1f} s")
     return sources
@@ -167,17 +133,11 @@ def build_databases(server: PgServer, args) -> list[dict]:
 def write_config(server: PgServer, sources: list[dict], port: int) -> None:
     target = WORK / "replay" / "calls"
     target.mkdir(parents=True)
-    raw = {
-        "synchro": {"sleep_period": 5, "calls_per_period": 200, "verify": "size"},
-        "target": {"sysname": "replay", "database": server.dsn(REPLAY_DB),
-                   "default_path": str(target), "default_watermark": 99},
-        "sources": sources,
-        "monitor": {"enabled": True, "listen": f"127.0.0.1:{port}",
-                    "jwt_secret_file": str(WORK / "jwt.secret"),
-                    "users": [{"name": "admin", "password_hash": hash_password("bench-secret")}]},
-        "logging": {"level": "info", "format": "json"},
-    }
-    CONFIG.write_text(yaml.safe_dump(raw, sort_keys=False))
+    stage.write_config(CONFIG, stage.config(
+        synchro={"sleep_period": 5, "calls_per_period": 200, "verify": "size"},
+        target_dsn=server.dsn(REPLAY_DB), target_path=target, sources=sources,
+        monitor=stage.monitor_section(f"127.0.0.1:{port}", WORK / "jwt.secret", {"admin": "bench-secret"}),
+        log_level="info"))
 
 
 def columns(conn, table: str) -> dict[str, tuple[bool, bool, str]]:
@@ -877,11 +837,8 @@ def main() -> int:
         ap.error("--sources, --runs and --requests must be positive (--runs at least 2)")
 
     t_all = time.perf_counter()
-    stop_old_server()
-    WORK.mkdir(parents=True)
-    os.chmod(WORK, 0o755)
-    server = PgServer(PG_ROOT, fast=False).start()
-    STATE.write_text(json.dumps({"socket_dir": str(server.socket_dir), "port": server.port}))
+    STAGE.clear("immediate", lambda: say("stopping the server of a previous --keep run"))
+    server = STAGE.start(fast=False)
     say(f"embedded PostgreSQL (fsync on) in {server.root}; {os.cpu_count()} CPUs ({cpu_model()})")
     daemon = feeder = None
     rc = 0
@@ -890,10 +847,7 @@ def main() -> int:
         sources = build_databases(server, args)
         port = free_port()
         write_config(server, sources, port)
-        proc = subprocess.run([SYNCHROD, "init-db", "-c", str(CONFIG)], capture_output=True, text=True,
-                              cwd=REPO)
-        if proc.returncode != 0:
-            raise RuntimeError(f"synchrod init-db failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+        stage.init_db(CONFIG, cwd=REPO)
         hist = fill_history(server, args)
         res["history"] = hist
         names = [s["sysname"] for s in sources]
@@ -976,8 +930,7 @@ def main() -> int:
             with daemon.lock:
                 res["daemon_problems"] = list(daemon.problems)
         if not args.keep:
-            server.destroy()
-            shutil.rmtree(WORK, ignore_errors=True)
+            STAGE.destroy(server, remove_root=True)
     if args.keep:
         say(f"kept: {WORK.relative_to(REPO)} (PostgreSQL still running, socket {server.socket_dir}, port "
             f"{server.port}); `synchrod run -c {CONFIG.relative_to(REPO)}` starts the daemon again; "

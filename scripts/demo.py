@@ -30,9 +30,7 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,21 +42,20 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import psycopg
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from synchrod.core.naming import TMP_PREFIX  # noqa: E402
 from synchrod.core.quality import quality  # noqa: E402
-from synchrod.passwords import hash_password  # noqa: E402
-from synchrod.testing import recorders  # noqa: E402
+from synchrod.testing import recorders, stage  # noqa: E402
 from synchrod.testing.pgserver import PgServer  # noqa: E402
 from synchrod.testing.recorders import CallSpec, FileSpec  # noqa: E402
+from synchrod.testing.stage import SYNCHROD, free_port, read_config, say, write_config  # noqa: E402
 
 DEMO = REPO / ".demo"
-PG_ROOT = DEMO / "pg"
-STATE = DEMO / "server.json"          # how to stop a server left by `--keep`
+STAGE = stage.Stage(DEMO)             # .demo/pg, and .demo/server.json to stop a server left by `--keep`
+PG_ROOT = STAGE.pg_root
 CONFIG = DEMO / "synchrod.yaml"
 MOUNTS = {"rec1": DEMO / "mnt" / "rec1", "rec2": DEMO / "mnt" / "rec2"}
 # the third recorder of the Latin-1 scene: an old SQL_ASCII installation
@@ -66,9 +63,7 @@ LATIN_REC = "rec3"
 LATIN_MOUNT = DEMO / "mnt" / LATIN_REC
 LATIN_DSN: dict[str, str] = {}   # its DSN once created (q() reads it as Latin-1)
 TARGET_PATHS = [DEMO / "replay" / "calls", DEMO / "replay" / "calls2"]
-TEMPLATE = "callrec_tpl"
 REPLAY_DB = "replay"
-SYNCHROD = str(Path(sys.executable).parent / "synchrod")
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -82,40 +77,9 @@ DUP_KINDS = {
 }
 
 
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
 def heading(text: str) -> None:
     say()
     say(f"== {text} " + "=" * max(3, 74 - len(text)))
-
-
-# --- server ------------------------------------------------------------------
-
-def stop_old_server() -> None:
-    """Stops a server a previous `--keep` run left, then removes .demo/."""
-    if (PG_ROOT / "data" / "postmaster.pid").exists():
-        say("stopping the server of a previous demo run")
-        old = PgServer(PG_ROOT)
-        shutil.rmtree(old.socket_dir, ignore_errors=True)  # its own fresh, unused temp dir
-        old.stop("fast")
-    if STATE.exists():  # the old server's socket directory in /tmp
-        try:
-            socket_dir = json.loads(STATE.read_text()).get("socket_dir")
-        except (OSError, ValueError):
-            socket_dir = None
-        if socket_dir and Path(socket_dir).name.startswith("spg-"):
-            shutil.rmtree(socket_dir, ignore_errors=True)
-    shutil.rmtree(DEMO, ignore_errors=True)
-
-
-def start_server() -> PgServer:
-    DEMO.mkdir(parents=True)
-    os.chmod(DEMO, 0o755)
-    server = PgServer(PG_ROOT, fast=True).start()
-    STATE.write_text(json.dumps({"socket_dir": str(server.socket_dir), "port": server.port}))
-    return server
 
 
 # --- data ----------------------------------------------------------------------
@@ -272,12 +236,7 @@ def show_speech_tags(dsns: dict[str, str], dbs) -> dict[str, str]:
 
 
 def build(server: PgServer) -> dict[str, str]:
-    admin = server.dsn("postgres")
-    recorders.create_template(admin, TEMPLATE, server.dsn)
-    dsns = {}
-    for db in ("rec1", "rec2", REPLAY_DB):
-        recorders.create_database(admin, db, TEMPLATE)
-        dsns[db] = server.dsn(db)
+    dsns = stage.callrec_databases(server, ["rec1", "rec2", REPLAY_DB])
     for m in list(MOUNTS.values()) + TARGET_PATHS:
         m.mkdir(parents=True, exist_ok=True)
 
@@ -310,32 +269,20 @@ def build(server: PgServer) -> dict[str, str]:
     return dsns
 
 
-def write_config(dsns: dict[str, str]) -> None:
-    raw = {
-        "synchro": {"sleep_period": 10, "calls_per_period": 50,
-                    "only_finished": False,   # so the DECODED copies are candidates too
-                    "only_processed": True, "mark_erroneous": True, "max_attempts": 2,
-                    "backoff_base": 1, "verify": "size"},
-        "target": {"sysname": "replay", "database": dsns[REPLAY_DB],
-                   "default_path": str(TARGET_PATHS[0]), "default_watermark": 98,
-                   "additional_paths": [{"path": str(TARGET_PATHS[1]), "priority": 0,
-                                         "balance": 1, "watermark": 98}]},
-        "sources": [{"sysname": rec, "group": f"g-{rec}", "database": dsns[rec],
-                     "mount_path": str(MOUNTS[rec]), "interval": "all", "copy_files": True}
-                    for rec in MOUNTS],
+def write_demo_config(dsns: dict[str, str]) -> None:
+    write_config(CONFIG, stage.config(
+        synchro={"sleep_period": 10, "calls_per_period": 50,
+                 "only_finished": False,   # so the DECODED copies are candidates too
+                 "only_processed": True, "mark_erroneous": True, "max_attempts": 2,
+                 "backoff_base": 1, "verify": "size"},
+        target_dsn=dsns[REPLAY_DB], target_path=TARGET_PATHS[0], watermark=98,
+        additional_paths=[{"path": str(TARGET_PATHS[1]), "priority": 0, "balance": 1, "watermark": 98}],
+        sources=[stage.source(rec, dsns[rec], MOUNTS[rec], group=f"g-{rec}", copy_files=True)
+                 for rec in MOUNTS],
         # the daemon phase serves the monitor on a free loopback port
-        "monitor": {"enabled": True, "listen": f"127.0.0.1:{free_port()}",
-                    "jwt_secret_file": str(DEMO / "jwt.secret"),
-                    "users": [{"name": DEMO_USER, "password_hash": hash_password(DEMO_PASSWORD)}]},
-        "logging": {"level": "warning", "format": "console"},
-    }
-    CONFIG.write_text(yaml.safe_dump(raw, sort_keys=False))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        monitor=stage.monitor_section(f"127.0.0.1:{free_port()}", DEMO / "jwt.secret",
+                                      {DEMO_USER: DEMO_PASSWORD}),
+        log_format="console"))
 
 
 # --- running synchrod ---------------------------------------------------------
@@ -380,9 +327,9 @@ def recover_missing_file(rec: str) -> None:
 def daemon_phase(dsns: dict[str, str]) -> list[str]:
     """`synchrod run` as under systemd: new calls, run-now, retry, status, SIGTERM."""
     problems = []
-    raw = yaml.safe_load(CONFIG.read_text())
+    raw = read_config(CONFIG)
     raw["logging"] = {"level": "info", "format": "console"}
-    CONFIG.write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_config(CONFIG, raw)
     say(f"$ synchrod run -c {CONFIG.relative_to(REPO)} &    (log: {DAEMON_LOG.relative_to(REPO)})")
     with open(DAEMON_LOG, "w") as log:
         proc = subprocess.Popen([SYNCHROD, "run", "-c", str(CONFIG)], cwd=REPO, stdout=log,
@@ -664,9 +611,9 @@ def report(dsns: dict[str, str]) -> list[str]:
 # --- scenes on the real CallREC schema --------------------------------------------
 
 def edit_config(**synchro) -> dict:
-    raw = yaml.safe_load(CONFIG.read_text())
+    raw = read_config(CONFIG)
     raw["synchro"].update(synchro)
-    CONFIG.write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_config(CONFIG, raw)
     return raw
 
 
@@ -733,9 +680,7 @@ def scene_protected(dsns: dict[str, str]) -> list[str]:
 def scene_latin1(server: PgServer, dsns: dict[str, str]) -> list[str]:
     """An old installation: a SQL_ASCII recorder database holding Latin-1 bytes."""
     problems = []
-    admin = server.dsn("postgres")
-    recorders.create_template(admin, LATIN_REC, server.dsn, encoding="SQL_ASCII")
-    dsns[LATIN_REC] = LATIN_DSN["dsn"] = server.dsn(LATIN_REC)
+    dsns[LATIN_REC] = LATIN_DSN["dsn"] = stage.callrec_template(server, LATIN_REC, encoding="SQL_ASCII")
     LATIN_MOUNT.mkdir(parents=True, exist_ok=True)
     (enc,), = q(dsns[LATIN_REC], "SHOW server_encoding")
     sid, cfpath = "latin-0", "/calls/José/Müller.wav"
@@ -752,11 +697,10 @@ def scene_latin1(server: PgServer, dsns: dict[str, str]) -> list[str]:
     say(f"    couples.callingpartyname bytes {name_hex}  (J o s 0xE9: 'José' in Latin-1, not UTF-8)")
     say(f"    cfiles.cfpath bytes {bytes(path_bytes)!r}")
     say(f"    the file on its mount (the same bytes): {on_disk[0]!r}")
-    raw = yaml.safe_load(CONFIG.read_text())
-    raw["sources"].append({"sysname": LATIN_REC, "group": f"g-{LATIN_REC}", "database": dsns[LATIN_REC],
-                           "mount_path": str(LATIN_MOUNT), "interval": "all", "copy_files": True,
-                           "text_encoding": "latin1"})
-    CONFIG.write_text(yaml.safe_dump(raw, sort_keys=False))
+    raw = read_config(CONFIG)
+    raw["sources"].append(stage.source(LATIN_REC, dsns[LATIN_REC], LATIN_MOUNT, group=f"g-{LATIN_REC}",
+                                       copy_files=True, text_encoding="latin1"))
+    write_config(CONFIG, raw)
     say(f"configured as source {LATIN_REC} with text_encoding: latin1")
     synchrod("once", "--until-idle", "--source", LATIN_REC)
     replay = dsns[REPLAY_DB]
@@ -868,14 +812,14 @@ def main() -> int:
                     help="leave the PostgreSQL server running and print how to reach it")
     args = ap.parse_args()
     t0 = time.monotonic()
-    stop_old_server()
+    STAGE.clear("fast", lambda: say("stopping the server of a previous demo run"))
     heading("setting up")
-    server = start_server()
+    server = STAGE.start(fast=True)
     ok = False
     try:
         say(f"embedded PostgreSQL in {PG_ROOT.relative_to(REPO)} (socket {server.socket_dir})")
         dsns = build(server)
-        write_config(dsns)
+        write_demo_config(dsns)
         say(f"configuration: {CONFIG.relative_to(REPO)}")
 
         heading("synchrod check")
@@ -913,8 +857,7 @@ def main() -> int:
             say(f"  try:    {SYNCHROD} status -c {CONFIG}")
     finally:
         if not args.keep:
-            server.destroy()
-            STATE.unlink(missing_ok=True)
+            STAGE.destroy(server)
             say(f"server stopped and removed (data in {PG_ROOT.relative_to(REPO)} deleted; "
                 f"media left in .demo/mnt and .demo/replay)")
     say(f"demo finished in {time.monotonic() - t0:.1f} s")

@@ -42,6 +42,8 @@ def _current_source() -> str | None:
 
 
 def point(name: str, source: str | None = None) -> None:
+    """Does nothing unless ``SYNCHROD_FAULT`` names this point (and its source matches, the
+    skips are used up); then kills the process, raises FaultInjected or hangs until released."""
     if os.environ.get("SYNCHROD_FAULT") != name:
         return
     only = os.environ.get("SYNCHROD_FAULT_SOURCE")

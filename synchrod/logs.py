@@ -6,7 +6,7 @@ import sys
 
 import structlog
 
-from .dbconn import redact
+from .pg.connect import redact
 
 
 def _redact_values(_, __, event_dict):
@@ -17,6 +17,8 @@ def _redact_values(_, __, event_dict):
 
 
 def setup(level: str = "info", fmt: str = "json", stream=None) -> None:
+    """Configures structlog for the whole process: one line per event at ``level`` or above
+    on ``stream`` (stdout), JSON or console, with passwords in DSN values redacted."""
     renderer = (structlog.processors.JSONRenderer() if fmt == "json"
                 else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(

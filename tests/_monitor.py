@@ -29,7 +29,7 @@ from urllib.parse import urlencode, urlsplit
 import jwt
 
 from _daemon import wait_until
-from synchrod.passwords import hash_password
+from synchrod.monitor.passwords import hash_password
 
 USER = "admin"
 PASSWORD = "s3cret-pass"

@@ -209,8 +209,8 @@ def run_bounded(env, max_rounds: int = 20, only: str | None = None):
     rounds (so a loop that never goes idle fails the test instead of hanging it)."""
     import asyncio
 
-    from synchrod.engine import Engine
-    from synchrod.runner import run_once
+    from synchrod.sync.engine import Engine
+    from synchrod.sync.rounds import run_once
 
     async def go():
         engine = Engine(env.config)

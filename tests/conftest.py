@@ -156,8 +156,8 @@ class Env:
 
     def run_inprocess(self, until_idle: bool = True, only: str | None = None):
         """One `once` inside this process (faster than a subprocess)."""
-        from synchrod.engine import Engine
-        from synchrod.runner import run_once
+        from synchrod.sync.engine import Engine
+        from synchrod.sync.rounds import run_once
 
         async def go():
             engine = Engine(self.config)

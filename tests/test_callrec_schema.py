@@ -230,8 +230,8 @@ def test_voice_tags_follow_a_live_reload(env):
     import asyncio
 
     from synchrod.config import from_dict
-    from synchrod.engine import Engine
-    from synchrod.runner import run_round
+    from synchrod.sync.engine import Engine
+    from synchrod.sync.rounds import run_round
 
     define_phrases(env, env.target_dsn(), "hello")
     set_synchro(env, synchronize_voice_tags=False)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from _sync_helpers import cli, define_tags, files_under, set_source, spec, speech_tags, target_couples, wav
-from synchrod.passwords import verify_password
+from synchrod.monitor.passwords import verify_password
 from synchrod.testing.recorders import FileSpec
 
 SYNCHROD_TABLES = {"attempts", "pending_files", "pending_unlink", "run_calls",

@@ -435,6 +435,133 @@ def test_dsn_errors_do_not_echo_passwords():
     assert err.path == "target.database" and "hunter2" not in str(err)
 
 
+# --- every error at once ------------------------------------------------------------------------
+
+THREE_ERRORS = """\
+synchro:
+  sleep_period: 0
+target:
+  sysname: replay
+  database: "postgresql://callrec@replay/callrec"
+  default_path: /opt/callrec/data/calls
+  colour: red
+sources:
+  - {sysname: src1, database: "postgresql://callrec@rec1/callrec", mount_path: /mnt/a}
+  - {sysname: src2, database: "postgresql://callrec@rec2/callrec", mount_path: mnt/b}
+"""
+
+
+def test_every_error_listed_in_file_order(tmp_path):
+    err = pytest.raises(ConfigError, load, write(tmp_path, THREE_ERRORS)).value
+    assert [e.path for e in err.errors] == ["synchro.sleep_period", "target.colour", "sources[1].mount_path"]
+    assert [e.message for e in err.errors] == ["must be at least 1, not 0", "unknown key",
+                                               "must be an absolute path, not 'mnt/b'"]
+    assert (err.path, err.message) == ("synchro.sleep_period", "must be at least 1, not 0")
+    assert str(err) == ("synchro.sleep_period: must be at least 1, not 0; target.colour: unknown key; "
+                        "sources[1].mount_path: must be an absolute path, not 'mnt/b'")
+    assert all(e.errors == [e] for e in err.errors)
+
+
+def test_errors_follow_the_order_of_keys_in_the_file_then_missing_keys():
+    raw = {"target": {"bogus": 1, "sysname": "bad name", "database": "postgresql://r/db"},
+           "synchro": {"sleep_period": "x", "enabled": "yes"}}
+    assert [e.path for e in error(raw).errors] == [
+        "target.bogus", "target.sysname", "target.default_path", "synchro.sleep_period",
+        "synchro.enabled"]
+    assert [(e.path, e.message) for e in error({"logging": {"level": 1}}).errors] == [
+        ("logging.level", "must be one of debug, info, warning, error, not 1"),
+        ("synchro", "is required"), ("target", "is required")]
+
+
+def test_every_item_of_a_list_checked():
+    raw = with_value(base(), "sources[0].extra_file_types", ["pvmag", "AUDIO", "PVMAG", "PVMAG", 5, "PVMAG"])
+    raw = with_value(raw, "target.additional_paths", [{"path": "x"}, {"path": "/d", "balance": 0}, {}])
+    assert [(e.path, e.message.split(":")[0].split(" (")[0]) for e in error(raw).errors] == [
+        ("target.additional_paths[0].path", "must be an absolute path, not 'x'"),
+        ("target.additional_paths[1].balance", "must be greater than 0, not 0"),
+        ("target.additional_paths[2].path", "is required"),
+        ("sources[0].extra_file_types[0]", "must be a cftype"),
+        ("sources[0].extra_file_types[1]", "AUDIO is governed by synchronize_audio, not by extra_file_types"),
+        ("sources[0].extra_file_types[4]", "must be a cftype"),
+        ("sources[0].extra_file_types[3]", "'PVMAG' is listed twice"),
+        ("sources[0].extra_file_types[5]", "'PVMAG' is listed twice"),
+    ]
+
+
+def test_field_errors_then_every_cross_field_rule_error():
+    raw = with_value(base(), "sources[1].interval", "custom")                # rule
+    raw = with_value(raw, "synchro.sleep_period", 86401)                     # field
+    raw = with_value(raw, "sources[1].sysname", "src1")                      # rule
+    raw = with_value(raw, "target.additional_paths[1].path", "/data2/calls")  # rule
+    raw = with_value(raw, "sources[0].mount_path", "/data2")                 # rule
+    raw = with_value(raw, "monitor.users", [{"name": "a", "password_hash": "x"},
+                                            {"name": "a", "password_hash": HASH}])  # rules
+    raw = with_value(raw, "logging.format", "xml")                           # field
+    err = error(raw)
+    assert [e.path for e in err.errors] == [
+        "synchro.sleep_period", "logging.format",
+        "sources[0].mount_path", "sources[0].mount_path",
+        "sources[1].sysname", "sources[1].custom_interval_days",
+        "target.additional_paths[1].path",
+        "monitor.users[0].password_hash", "monitor.users[1].name"]
+    assert "contains target.additional_paths[0].path (/data2/calls)" in err.errors[2].message
+    assert "contains target.additional_paths[1].path (/data2/calls)" in err.errors[3].message
+    assert err.errors[6].message == "duplicates target.additional_paths[0].path"
+
+
+def test_rules_skip_what_depends_on_a_failed_value():
+    # the failed values are reported once; what depends on them is not judged
+    raw = with_value(base(), "target.additional_paths[1].path", "/")        # contains every mount
+    raw = with_value(raw, "sources[0].mount_path", "relative")
+    raw = with_value(raw, "sources[1].sysname", "bad name")
+    raw = with_value(raw, "sources[1].interval", "weekly")
+    raw = with_value(raw, "sources[1].custom_interval_days", 3)
+    raw = with_value(raw, "target.sysname", 5)
+    raw = with_value(raw, "monitor.users[0].password_hash", "")
+    assert [e.path for e in error(raw).errors] == [
+        "target.sysname", "sources[0].mount_path", "sources[1].sysname", "sources[1].interval",
+        "monitor.users[0].password_hash", "sources[1].mount_path"]
+    for keypath, value in [("sources[1]", "src2"), ("sources", "all"), ("target", "replay"),
+                           ("target.video_paths", "/v"), ("target.additional_paths", "/x"),
+                           ("target.additional_paths[0]", 1), ("monitor", ["x"]),
+                           ("monitor.users", "admin"), ("monitor.users[0]", "admin"),
+                           ("monitor.enabled", "on")]:
+        raw = with_value(with_value(base(), "monitor.listen", "0.0.0.0:1"), keypath, value)
+        assert [e.path for e in error(raw).errors] == [keypath]
+    # users that failed their check may be the login that a wide listen needs
+    raw = with_value(with_value(base(), "monitor.listen", "0.0.0.0:1"), "monitor.users", "admin")
+    assert [e.path for e in error(raw).errors] == ["monitor.users"]
+
+
+def test_config_error_api():
+    one = ConfigError("a.b", "is wrong")
+    assert (one.path, one.message, str(one), one.errors) == ("a.b", "is wrong", "a.b: is wrong", [one])
+    assert str(ConfigError("", "file is empty")) == "file is empty"
+    assert ConfigError.of([one]) is one
+    two, three = ConfigError("", "whole file"), ConfigError("c", "also")
+    agg = ConfigError.of([one, ConfigError.of([two, three])])
+    assert isinstance(agg, ConfigError) and agg.errors == [one, two, three]
+    assert (agg.path, agg.message) == ("a.b", "is wrong")
+    assert str(agg) == "a.b: is wrong; whole file; c: also"
+    with pytest.raises(ValueError):
+        ConfigError.of([])
+
+
+def test_config_target_paths_each_once_sorted():
+    raw = with_value(base(), "target.video_paths", {"default_path": "/data3/calls", "additional_paths": [
+        {"path": "/aaa/video"}, {"path": "/opt/callrec/data/calls"}, {"path": "/zzz"}]})
+    cfg = from_dict(raw)
+    assert cfg.target_paths() == ("/aaa/video", "/data2/calls", "/data3/calls", "/opt/callrec/data/calls",
+                                  "/zzz")
+    assert from_dict(base()).target_paths() == ("/data2/calls", "/data3/calls", "/opt/callrec/data/calls")
+
+
+def test_yaml_errors_stay_single(tmp_path):
+    for text in ("synchro: [\n", "a: 1\na: 2\n", ""):
+        err = pytest.raises(ConfigError, load, write(tmp_path, text)).value
+        assert err.errors == [err] and err.path == ""
+
+
 # --- files ------------------------------------------------------------------------------------------
 
 def write(tmp_path, text: str) -> str:
@@ -644,3 +771,40 @@ def test_cli_check_exits_78_when_a_mount_contains_a_target_path(tmp_path):
 def test_cli_check_exits_78_on_the_new_source_keys(tmp_path, keypath, value):
     proc = run_check(write(tmp_path, yaml.safe_dump(with_value(base(), keypath, value))))
     assert proc.returncode == 78 and f"{keypath}" in proc.stderr and proc.stdout == ""
+
+
+def test_cli_prints_one_line_per_error(tmp_path):
+    text = THREE_ERRORS.replace("mount_path: /mnt/a}", "mount_path: /mnt/a, interval: custom}")
+    proc = run_check(write(tmp_path, text))
+    assert proc.returncode == 78, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "synchrod: configuration error: synchro.sleep_period: must be at least 1, not 0",
+        "synchrod: configuration error: target.colour: unknown key",
+        "synchrod: configuration error: sources[1].mount_path: must be an absolute path, not 'mnt/b'",
+        "synchrod: configuration error: sources[0].custom_interval_days: is required when interval is custom",
+    ]
+    assert proc.stdout == ""
+
+
+def test_cli_main_prints_each_error(tmp_path, capsys):
+    from synchrod.cli.main import main
+    raw = with_value(with_value(base(), "logging.format", "xml"), "sources[0].sysname", "src2")
+    assert main(["check", "-c", write(tmp_path, yaml.safe_dump(raw, sort_keys=False))]) == 78
+    out = capsys.readouterr()
+    assert out.err.splitlines() == [
+        "synchrod: configuration error: logging.format: must be one of json, console, not 'xml'",
+        "synchrod: configuration error: sources[1].sysname: 'src2' is already used by sources[0].sysname",
+    ]
+    assert out.out == ""
+
+
+def test_distinct_target_paths_in_file_order_audio_first():
+    raw = with_value(base(), "target.video_paths", {"default_path": "/data3/calls", "additional_paths": [
+        {"path": "/aaa/video", "watermark": 50}, {"path": "/opt/callrec/data/calls", "watermark": 40}]})
+    paths = from_dict(raw).target.distinct_paths()
+    assert [(kind, p.path) for kind, p in paths] == [
+        ("audio", "/opt/callrec/data/calls"), ("audio", "/data2/calls"), ("audio", "/data3/calls"),
+        ("video", "/aaa/video")]
+    # a path both lists name is the audio one, with its own watermark
+    assert paths[0][1].watermark == from_dict(base()).target.audio_paths[0].watermark
+    assert [kind for kind, _ in from_dict(base()).target.distinct_paths()] == ["audio"] * 3

@@ -1,5 +1,5 @@
 """Path safety (SPEC §3.3): the lexical check of untrusted ``cfpath`` values
-and the filesystem check in media.locate/open_source, on real files,
+and the filesystem check in sourcefiles.locate/open_source, on real files,
 symlinks and a FIFO under tmp_path."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from synchrod import media
+from synchrod.fs import sourcefiles
 from synchrod.core.pathsafety import MAX_PATH, is_inside, join_under, unsafe_reason
-from synchrod.media import CallError
+from synchrod.errors import CallError
 
 # --- lexical -----------------------------------------------------------------------
 
@@ -111,7 +111,7 @@ def mount(tmp_path):
 
 
 def opened(mount_dir, cfpath, mount_path=None):
-    fd, st_ = media.open_source(os.path.realpath(mount_dir), str(mount_path or mount_dir), cfpath)
+    fd, st_ = sourcefiles.open_source(os.path.realpath(mount_dir), str(mount_path or mount_dir), cfpath)
     try:
         return os.pread(fd, 1000, 0), st_
     finally:
@@ -120,7 +120,7 @@ def opened(mount_dir, cfpath, mount_path=None):
 
 def refused(mount_dir, cfpath, mount_path=None) -> CallError:
     with pytest.raises(CallError) as info:
-        media.open_source(os.path.realpath(mount_dir), str(mount_path or mount_dir), cfpath)
+        sourcefiles.open_source(os.path.realpath(mount_dir), str(mount_path or mount_dir), cfpath)
     return info.value
 
 
@@ -131,7 +131,7 @@ def test_regular_file_inside_mount_opens(mount):
 
 
 def test_locate_reads_nothing_and_finds_the_real_file(mount):
-    pfd, st_ = media.locate(os.path.realpath(mount), str(mount), "/rec/a.wav")
+    pfd, st_ = sourcefiles.locate(os.path.realpath(mount), str(mount), "/rec/a.wav")
     try:
         assert os.readlink(f"/proc/self/fd/{pfd}") == os.path.realpath(mount / "rec" / "a.wav")
         assert st_.st_size == 100
@@ -221,7 +221,7 @@ def _refuse_in_thread(mount, cfpath):
 
     def go():
         try:
-            media.open_source(os.path.realpath(mount), str(mount), cfpath)
+            sourcefiles.open_source(os.path.realpath(mount), str(mount), cfpath)
             result.append("opened")
         except CallError as exc:
             result.append(exc.reason)
@@ -255,5 +255,5 @@ def test_device_node_is_refused(mount):
 def test_locate_refuses_every_lexically_unsafe_path(p):
     # no filesystem access happens for these: the mount need not exist
     with pytest.raises(CallError) as info:
-        media.locate("/nonexistent-mount", "/nonexistent-mount", p)
+        sourcefiles.locate("/nonexistent-mount", "/nonexistent-mount", p)
     assert info.value.reason == ("unsafe_path" if unsafe_reason(p) is not None else "missing_file")

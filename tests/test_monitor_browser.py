@@ -18,7 +18,7 @@ import pytest
 
 import _daemon
 from conftest import call
-from synchrod.passwords import hash_password
+from synchrod.monitor.passwords import hash_password
 
 daemons = _daemon.daemons   # the fixture (bound, not imported: no unused-import warning)
 

@@ -32,12 +32,12 @@ from conftest import REPO
 
 #: what the code reads from the installed package, as globs below synchrod/
 #: (setup.cfg's package_data and MANIFEST.in list the same)
-ASSET_GLOBS = ("sql/*.sql", "sql/migrations/*.sql", "testing/*.sql", "monitor/openapi.yaml",
+ASSET_GLOBS = ("pg/*.sql", "recorder/sql/*.sql", "replay/sql/migrations/*.sql", "testing/*.sql", "monitor/openapi.yaml",
                "monitor/static/**/*")
 #: files that must be there whatever the globs find
 MUST_HAVE = ("synchrod/monitor/openapi.yaml", "synchrod/monitor/static/index.html",
-             "synchrod/monitor/static/app.js", "synchrod/sql/migrations/001_initial.sql",
-             "synchrod/sql/source_load_batch.sql", "synchrod/testing/callrec_schema.sql")
+             "synchrod/monitor/static/app.js", "synchrod/replay/sql/migrations/001_initial.sql",
+             "synchrod/recorder/sql/load_batch.sql", "synchrod/pg/identity.sql", "synchrod/testing/callrec_schema.sql")
 #: left out of the copy that is built: local state, not sources
 _NOT_SOURCES = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.py[cod]",
                 ".hypothesis", ".pytest_cache", ".demo", ".bench")

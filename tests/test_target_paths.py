@@ -15,7 +15,7 @@ import _daemon
 from _daemon import status_json, synchrod as synchrod_cli, wait_until
 from _monitor import enable_monitor, start_monitor
 from _sync_helpers import attempts, blob, set_target, spec
-from synchrod.media import fs_usage
+from synchrod.fs.targets import fs_usage
 from test_metrics import scrape
 
 daemons = _daemon.daemons

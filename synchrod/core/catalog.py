@@ -54,10 +54,12 @@ class Catalog:
     mask_types: frozenset[str] | None = None                # types the cftypes trigger accepts
 
     def has(self, table: str, column: str | None = None) -> bool:
+        """True when the table exists and, if ``column`` is given, has that column."""
         cols = self.tables.get(table)
         return cols is not None and (column is None or column in cols)
 
     def columns(self, table: str) -> Mapping[str, Column]:
+        """The table's columns by name; empty when the table is absent."""
         return self.tables.get(table, {})
 
     def kept(self, table: str, column: str) -> bool:
@@ -65,6 +67,8 @@ class Catalog:
         return f"{table}.{column}" in self.trigger_kept
 
     def accepts_type(self, cftype: str) -> bool:
+        """True when both the cftype CHECK and the cftypes trigger (where present)
+        admit ``cftype``."""
         return (self.cftypes is None or cftype in self.cftypes) and \
             (self.mask_types is None or cftype in self.mask_types)
 
@@ -94,6 +98,8 @@ def copied_couple_columns(source: Catalog, target: Catalog) -> tuple[str, ...]:
 
 
 def copied_file_columns(source: Catalog, target: Catalog) -> tuple[str, ...]:
+    """The cfile columns a delivery carries besides cftype, cfsize and cfpath:
+    those of FILE_COLUMNS both sides have."""
     return tuple(c for c in FILE_COLUMNS if source.has("cfiles", c) and target.has("cfiles", c))
 
 

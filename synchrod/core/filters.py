@@ -42,6 +42,8 @@ def interval_start(interval: str, custom_days: int | None, now: dt.datetime) -> 
 
 
 def type_enabled(cftype: str, sw: FileSwitches, only_processed: bool) -> bool:
+    """Whether this source's switches take files of ``cftype``: MAG only when not
+    ``only_processed``, an unknown type only when named in ``extra_file_types``."""
     if cftype in ("AUDIO", "ARCHIVE"):
         return sw.synchronize_audio
     if cftype == "MAG":  # raw capture: only useful before processing

@@ -58,6 +58,7 @@ class CFile:
     direction: str | None = None
 
     def column_values(self) -> tuple:
+        """The file's FILE_COLUMNS values, in that order."""
         return tuple(getattr(self, c) for c in FILE_COLUMNS)
 
 
@@ -122,6 +123,7 @@ class SourceCouple:
     voice_tags: tuple[VoiceTag, ...] = ()
 
     def column_values(self, columns=COUPLE_COLUMNS) -> tuple:
+        """The couple's values of ``columns`` (COUPLE_COLUMNS by default), in that order."""
         return tuple(getattr(self, c) for c in columns)
 
 

@@ -22,6 +22,9 @@ SEP = "+"  # between sid, source and cfile id; never produced by sanitise()
 
 
 def sanitise(token: str, limit: int = MAX_SID_CHARS) -> str:
+    """``token`` cut down to ``[A-Za-z0-9._-]``, no leading dot, never empty, at most
+    ``limit`` chars; a changed or cut token gets a ``~<digest>`` tail, so distinct sids
+    stay distinct."""
     clean = _UNSAFE.sub("_", token).lstrip(".") or "_"
     if clean != token or len(clean) > limit:
         # keep names distinct when sanitising folds different sids together
@@ -31,11 +34,15 @@ def sanitise(token: str, limit: int = MAX_SID_CHARS) -> str:
 
 
 def extension(cfpath: str) -> str:
+    """The lower-cased extension of ``cfpath`` (``.wav``); "" when it has none or it
+    is not 1-10 letters and digits."""
     ext = posixpath.splitext(posixpath.basename(cfpath))[1].lower()
     return ext if _EXT.match(ext) else ""
 
 
 def relpath(start_ts: dt.datetime, sid: str, source: str, cfile_id: int, cfpath: str) -> str:
+    """``YYYY/MM/DD/HH/<sid>+<source>+<cfile id><ext>``, the hour of the start in UTC (a
+    naive ``start_ts`` taken as UTC); the same source file always gets the same name."""
     utc = start_ts.astimezone(dt.timezone.utc) if start_ts.tzinfo else start_ts
     return (f"{utc:%Y/%m/%d/%H}/{sanitise(sid)}{SEP}{sanitise(source, 63)}{SEP}{cfile_id}"
             f"{extension(cfpath)}")

@@ -29,6 +29,8 @@ class FsUsage:
     used: int
 
     def ratio(self, extra: int = 0) -> float:
+        """Share of the capacity used, with ``extra`` bytes more; 1.0 (full) when the
+        capacity is unknown."""
         return (self.used + extra) / self.capacity if self.capacity > 0 else 1.0
 
     def at_or_above(self, watermark: int, extra: int = 0) -> bool:
@@ -52,6 +54,8 @@ class Placer:
         self.given = shared if shared is not None else {}  # path -> bytes ever given (balance)
 
     def accepts(self, spec: PathSpec, size: int) -> bool:
+        """True when ``spec``'s filesystem is known, below the watermark counting the bytes
+        planned this run, and has room for ``size`` bytes more."""
         fs = self.usage.get(spec.path)
         if fs is None or fs.capacity <= 0:
             return False
@@ -75,4 +79,5 @@ class Placer:
         return best.path
 
     def full(self) -> bool:
+        """True when no path takes even an empty file (every one missing or at its watermark)."""
         return not any(self.accepts(p, 0) for p in self.paths)

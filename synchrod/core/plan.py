@@ -14,6 +14,7 @@ class Action(enum.Enum):
 
 
 def target_quality(t: TargetCouple) -> Quality:
+    """The target couple's rank, comparable with a source candidate's."""
     return quality(t.state, t.problemstatus, t.nfiles, t.nbytes, t.length)
 
 

@@ -20,10 +20,12 @@ class Quality(NamedTuple):
 
 
 def state_rank(state: str | None) -> int:
+    """FINISHED 3, DECODED 2, EXT_DATA_SAVED 1; any other state, or None, 0."""
     return STATE_RANK.get(state, 0) if state is not None else 0
 
 
 def problem_rank(problemstatus: str | None) -> int:
+    """NO_PROBLEM 2, a partial-stream problem 1, any other problemstatus (or None) 0."""
     if problemstatus == "NO_PROBLEM":
         return 2
     if problemstatus in PARTIAL_PROBLEMS:
@@ -33,6 +35,7 @@ def problem_rank(problemstatus: str | None) -> int:
 
 def quality(state: str | None, problemstatus: str | None, nfiles: int, nbytes: int,
             length: int | None) -> Quality:
+    """The rank of one copy of a call, in SPEC §3.4 order; a length of None counts as 0."""
     return Quality(state_rank(state), problem_rank(problemstatus), nfiles, nbytes, length or 0)
 
 

@@ -20,6 +20,8 @@ from .model import COUPLE_COLUMNS, FILE_COLUMNS, OutOfRange, SourceCouple
 
 
 def storable(text: str, codec: str) -> bool:
+    """True when ``text`` encodes in ``codec`` and has no NUL (which PostgreSQL text
+    cannot hold)."""
     try:
         text.encode(codec)
     except UnicodeEncodeError:

@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
 
-from ..actions import ActionRefused
+from ..core import clock
+from ..errors import ActionRefused
 from ..replay import controls, history
 from .auth import Unauthorized, check_password
+
+if TYPE_CHECKING:
+    from .server import Monitor
 
 log = structlog.get_logger("synchrod.monitor")
 
@@ -18,11 +23,13 @@ _MAX_INT = 2 ** 63 - 1
 
 
 def json_response(data, status: int = 200, headers=None) -> web.Response:
+    """``data`` as a compact JSON response (other values as ``str``)."""
     return web.Response(text=json.dumps(data, separators=(",", ":"), default=str), status=status,
                         content_type="application/json", headers=headers)
 
 
 def error(status: int, message: str, headers=None) -> web.Response:
+    """A JSON ``{"error": message}`` response with that status."""
     return json_response({"error": message}, status, headers)
 
 
@@ -42,10 +49,14 @@ def _int_param(request: web.Request, name: str, default: int | None, lo: int, hi
 
 
 class Api:
-    def __init__(self, monitor):
+    """The REST API's routes (``/api/v1``), served by the monitor."""
+
+    def __init__(self, monitor: Monitor):
         self.m = monitor
 
     def routes(self) -> list[web.RouteDef]:
+        """Every route under /api/v1: the GETs need no token, every POST but login a Bearer
+        token."""
         return [
             web.get("/api/v1/status", self.status),
             web.get("/api/v1/sources", self.sources),
@@ -64,12 +75,17 @@ class Api:
 
     # --- reads ---------------------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:
+        """GET /api/v1/status: the daemon, every source and job, the target paths and the
+        running configuration (no token needed)."""
         return json_response(self.m.board.status())
 
     async def sources(self, request: web.Request) -> web.Response:
+        """GET /api/v1/sources: every configured source's view (no token needed)."""
         return json_response({"sources": self.m.board.sources()})
 
     async def source(self, request: web.Request) -> web.Response:
+        """GET /api/v1/sources/{sysname}: one source's view, 404 when there is no such source
+        (no token needed)."""
         view = self._source_view(request.match_info["sysname"])
         return json_response(view) if view else error(404, "no such source")
 
@@ -77,12 +93,15 @@ class Api:
         base = self.m.board.bases().get(sysname)
         if base is None:
             return None
-        return self.m.board.source(sysname, base, dt.datetime.now(dt.timezone.utc))
+        return self.m.board.source(sysname, base, clock.now())
 
     async def jobs(self, request: web.Request) -> web.Response:
+        """GET /api/v1/jobs: every source's job (no token needed)."""
         return json_response({"jobs": self.m.board.jobs()})
 
     async def runs(self, request: web.Request) -> web.Response:
+        """GET /api/v1/runs: a page of the cycle history (newest first, of one ``source`` if
+        given) and ``next_before``; 400 on a bad query (no token needed)."""
         limit = _int_param(request, "limit", 50, 1, 500)
         before = _int_param(request, "before", None, 1, _MAX_INT)
         source = request.query.get("source") or None
@@ -95,6 +114,8 @@ class Api:
         return json_response({"runs": page, "next_before": next_before})
 
     async def run(self, request: web.Request) -> web.Response:
+        """GET /api/v1/runs/{id}: one cycle and a page of its calls (after ``after``) with
+        ``next_after``; 400 on a bad id or query, 404 when no such run (no token needed)."""
         try:
             run_id = int(request.match_info["id"])
         except ValueError:
@@ -111,13 +132,18 @@ class Api:
         return json_response({"run": run, "calls": calls, "next_after": next_after})
 
     async def events(self, request: web.Request) -> web.StreamResponse:
+        """GET /api/v1/events: the live event stream (SSE), a ``snapshot`` first; open until the
+        client or the daemon leaves (no token needed)."""
         return await self.m.hub.stream(request, ("snapshot", self.m.board.status()))
 
     async def openapi(self, request: web.Request) -> web.Response:
+        """GET /api/v1/openapi.json: this API's contract, openapi.yaml as JSON (no token needed)."""
         return web.Response(body=self.m.openapi_json, content_type="application/json")
 
     # --- authentication -----------------------------------------------------------------
     async def login(self, request: web.Request) -> web.Response:
+        """POST /api/v1/login: a Bearer token for a valid username and password; 400 on a bad
+        body, 401 on wrong credentials, 429 with Retry-After after too many failed logins."""
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
@@ -142,8 +168,7 @@ class Api:
         token, exp = self.m.tokens.issue(user, cfg.token_ttl)
         log.info("login", user=user, remote=request.remote)
         return json_response({"token": token, "token_type": "Bearer", "user": user,
-                              "expires_at": dt.datetime.fromtimestamp(exp, dt.timezone.utc)
-                              .isoformat()})
+                              "expires_at": clock.iso(dt.datetime.fromtimestamp(exp, dt.timezone.utc))})
 
     def _claims(self, request: web.Request) -> dict:
         """The valid token's claims, or an HTTP 401 raised."""
@@ -157,6 +182,8 @@ class Api:
                                              f'error_description="{exc}"'}) from None
 
     async def logout(self, request: web.Request) -> web.Response:
+        """POST /api/v1/logout (token needed): revokes the token presented, for every daemon,
+        until it would have expired; 204, or 401."""
         claims = self._claims(request)
         self.m.tokens.revoke(claims)
         if claims.get("jti"):  # every daemon, and this one after a restart, refuses it too
@@ -168,6 +195,8 @@ class Api:
 
     # --- actions ---------------------------------------------------------------------
     async def source_action(self, request: web.Request) -> web.Response:
+        """POST /api/v1/sources/{sysname}/{action} (token needed): does the action; its message
+        and the source's view, 404 for an unknown source or action, 409 or 503 when refused."""
         claims = self._claims(request)
         sysname, action = request.match_info["sysname"], request.match_info["action"]
         if action not in ACTIONS:
@@ -182,12 +211,16 @@ class Api:
         return json_response({"message": message, "source": self._source_view(sysname)})
 
     async def reload(self, request: web.Request) -> web.Response:
+        """POST /api/v1/reload (token needed): rereads the configuration file; ``reloaded``
+        false, with the ``error``, when it was refused."""
         claims = self._claims(request)
         log.info("reload_requested", user=claims["sub"])
         ok, err = await self.m.actions.reload()
         return json_response({"reloaded": ok, "error": err})
 
     async def shutdown(self, request: web.Request) -> web.Response:
+        """POST /api/v1/shutdown (token needed): 202 at once; the daemon stops once the calls in
+        hand finish."""
         claims = self._claims(request)
         log.warning("shutdown_requested", user=claims["sub"])
         self.m.actions.shutdown()

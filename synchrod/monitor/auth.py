@@ -13,7 +13,8 @@ from collections import deque
 import jwt
 import structlog
 
-from ..passwords import hash_password, verify_password
+from ..errors import SecretError
+from .passwords import hash_password, verify_password
 
 log = structlog.get_logger("synchrod.monitor")
 
@@ -26,10 +27,6 @@ _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))  # unknown users cost the
 
 class Unauthorized(Exception):
     """Why a request carries no valid token."""
-
-
-class SecretError(Exception):
-    pass
 
 
 def load_or_create_secret(path: str) -> bytes:
@@ -66,6 +63,8 @@ class Tokens:
         self._revoked: dict[str, float] = {}   # jti -> exp
 
     def issue(self, user: str, ttl: int) -> tuple[str, int]:
+        """A new token for ``user`` (sub, iat, exp, jti), valid ``ttl`` seconds, and its expiry
+        (epoch seconds)."""
         now = int(time.time())
         exp = now + ttl
         token = jwt.encode({"sub": user, "iat": now, "exp": exp, "jti": uuid.uuid4().hex},
@@ -94,6 +93,8 @@ class Tokens:
         return claims
 
     def revoke(self, claims: dict) -> None:
+        """Refuses the token (its jti) in this daemon until it expires; forgets revocations that
+        have expired."""
         now = time.time()
         self._revoked = {j: e for j, e in self._revoked.items() if e > now}
         if claims.get("jti"):
@@ -133,6 +134,7 @@ class LoginLimiter:
         return max(1, math.ceil(max(waits))) if waits else None
 
     def failed(self, *keys: str) -> None:
+        """Counts a failed login against every key; memory stays bounded near MAX_KEYS keys."""
         if len(self._failures) > MAX_KEYS:
             self._shrink()
         for key in keys:
@@ -148,6 +150,7 @@ class LoginLimiter:
             del self._failures[key]
 
     def succeeded(self, *keys: str) -> None:
+        """Forgets the keys' failed logins."""
         for key in keys:
             self._failures.pop(key, None)
 

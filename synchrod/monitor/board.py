@@ -8,14 +8,22 @@ so a request never waits on a disk or a database.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 import datetime as dt
 
 import structlog
 
-from .. import views
-from ..dbconn import redact
+from ..control import views
+from ..control.handle import DaemonHandle
+from ..core import clock
+from ..core.states import COUNT_KEYS
+from ..pg.connect import redact
 from ..replay import controls, daemons, reads
 from .events import Hub
+
+if TYPE_CHECKING:
+    from ..sync.cycle import CycleResult
+    from ..sync.runtime import SourceRuntime
 
 log = structlog.get_logger("synchrod.monitor")
 
@@ -23,12 +31,11 @@ TICK = 0.5            # seconds between checks for changes to send as events
 SLOW_REFRESH = 5.0    # seconds between reads of the database and of the target filesystems
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
 class Board:
-    def __init__(self, daemon, hub: Hub):
+    """The views the API serves and the page shows, and the live events
+    that keep the page up to date."""
+
+    def __init__(self, daemon: DaemonHandle, hub: Hub):
         self.daemon = daemon
         self.hub = hub
         self.owners: dict[str, str] = {}        # source -> daemon name, from the database
@@ -40,17 +47,22 @@ class Board:
 
     # --- views ------------------------------------------------------------------
     def bases(self) -> dict[str, dict]:
+        """Each configured source's base, from the daemon's live state (no I/O)."""
         return self.daemon.source_bases()
 
     def source(self, sysname: str, base: dict, now: dt.datetime) -> dict:
+        """The source's view at ``now``, with its owner and its retrying and erroneous counts
+        as last read from the replay database."""
         return views.source_view(sysname, base, now, self._owner(sysname, base),
                                  *self.attempts.get(sysname, (0, 0)))
 
     def sources(self) -> list[dict]:
-        now = _now()
+        """Every configured source's view, now."""
+        now = clock.now()
         return [self.source(name, base, now) for name, base in self.bases().items()]
 
     def jobs(self) -> list[dict]:
+        """Every configured source's job."""
         return [views.job_view(name, base, self._owner(name, base))
                 for name, base in self.bases().items()]
 
@@ -58,43 +70,45 @@ class Board:
         return self.daemon.engine.daemon_name if base["owned"] else self.owners.get(name)
 
     def daemon_view(self) -> dict:
-        view = {k: views.iso(v) for k, v in self.daemon.identity().items()}
+        """The daemon part of the status: its identity (times as ISO text) and whether any user
+        can log in."""
+        view = {k: clock.iso(v) for k, v in self.daemon.identity().items()}
         view["users_configured"] = bool(self.daemon.engine.config.monitor.users)
         return view
 
     def config_view(self) -> dict:
+        """The running configuration without databases or secrets."""
         c = self.daemon.engine.config
         s = c.synchro
         return {"enabled": s.enabled, "sleep_period": s.sleep_period,
                 "calls_per_period": s.calls_per_period, "max_attempts": s.max_attempts,
                 "mark_erroneous": s.mark_erroneous, "only_finished": s.only_finished,
                 "only_processed": s.only_processed, "verify": s.verify,
-                "copy_workers": s.copy_workers, "start_at": views.iso(s.start_at),
+                "copy_workers": s.copy_workers, "start_at": clock.iso(s.start_at),
                 "target_sysname": c.target.sysname, "sources": len(c.sources),
                 "token_ttl": c.monitor.token_ttl, "history_days": c.monitor.history_days}
 
     def status(self) -> dict:
-        now = _now()
+        """The whole status (GET /api/v1/status, the ``snapshot`` event): daemon, sources, jobs,
+        target paths, configuration; from memory, never waiting on a disk or a database."""
+        now = clock.now()
         bases = self.bases()
         return {"daemon": self.daemon_view(),
                 "sources": [self.source(n, b, now) for n, b in bases.items()],
                 "jobs": [views.job_view(n, b, self._owner(n, b)) for n, b in bases.items()],
                 "target_paths": self._target_views(self.daemon.engine.target_states),
                 "config": self.config_view(),
-                "generated_at": now.isoformat()}
+                "generated_at": clock.iso(now)}
 
     def gauges(self) -> tuple[list[dict], list[dict]]:
+        """(sources, target paths) as views, for the Prometheus gauges at scrape time."""
         return self.sources(), self._target_views(self.daemon.engine.target_states)
 
     # --- target paths ------------------------------------------------------------
     def _target_views(self, states: dict) -> list[dict]:
-        t = self.daemon.engine.config.target
-        out, seen = [], set()
-        kinds = [("audio", p) for p in t.audio_paths] + [("video", p) for p in t.video_paths]
-        for kind, p in kinds:
-            if p.path in seen:  # without video_paths, video files share the audio paths
-                continue
-            seen.add(p.path)
+        out = []
+        # without video_paths, video files share the audio paths
+        for kind, p in self.daemon.engine.config.target.distinct_paths():
             state = states.get(p.path)
             fs = state.usage if state else None
             problem = state.problem if state else None   # not measured yet
@@ -130,6 +144,8 @@ class Board:
                 self._alarmed.pop(f"path:{p['path']}", None)
 
     async def refresh_database(self, db, tokens) -> None:
+        """Reads what the replay database knows: the other daemons' sources, and (once the schema
+        is ready) the failure counts and revoked tokens; raises when the database fails."""
         ready = self.daemon.engine.schema_ready
         async with db() as conn:
             live = await daemons.live(conn)
@@ -140,20 +156,21 @@ class Board:
         self.owners = {name: d["name"] for name, d in daemons.owners(live).items()}
 
     # --- live events ---------------------------------------------------------------
-    def on_cycle(self, rt, res) -> None:
-        name = rt.cfg.sysname
+    def on_cycle(self, runtime: SourceRuntime, result: CycleResult) -> None:
+        """A cycle ended: a live ``cycle`` event, and an alarm when it failed."""
+        name = runtime.config.sysname
         self.hub.publish("cycle", {
-            "source": name, "run_id": res.run_id, "state": res.state,
-            "generation": rt.generation, "seconds": round(res.seconds, 3),
-            "counts": {k: getattr(res, k) for k in views.COUNT_KEYS}, "error": res.error})
-        if rt.stalled_since is not None:
-            self.alarm("source_stalled", name, res.error or "media I/O stalled")
-        elif res.state in ("down", "error"):
-            self.alarm("source_down", name, res.error or res.state)
+            "source": name, "run_id": result.run_id, "state": result.state,
+            "generation": runtime.generation, "seconds": round(result.seconds, 3),
+            "counts": {k: getattr(result, k) for k in COUNT_KEYS}, "error": result.error})
+        if runtime.stalled_since is not None:
+            self.alarm("source_stalled", name, result.error or "media I/O stalled")
+        elif result.state.failed:
+            self.alarm("source_down", name, result.error or result.state)
         elif name in self._alarmed:
             self._alarmed.pop(name)
             self.hub.publish("alarm", {"kind": "source_recovered", "source": name,
-                                       "message": f"{name} works again", "at": _now().isoformat()})
+                                       "message": f"{name} works again", "at": clock.iso(clock.now())})
 
     def alarm(self, kind: str, source: str | None, message: str, key: str | None = None) -> None:
         """Raised once per episode: a source down for an hour is one alarm."""
@@ -162,10 +179,12 @@ class Board:
             return
         self._alarmed[key] = kind
         self.hub.publish("alarm", {"kind": kind, "source": source, "message": message,
-                                   "at": _now().isoformat()})
+                                   "at": clock.iso(clock.now())})
 
     def publish_changes(self) -> None:
-        now = _now()
+        """A ``source`` and a ``job`` event for each source whose base changed; a ``daemon``
+        event when the daemon view changed after the first, and an alarm for a new config error."""
+        now = clock.now()
         bases = self.bases()
         for name, base in bases.items():
             if self._last_bases.get(name) != base:

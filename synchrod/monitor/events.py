@@ -12,6 +12,7 @@ QUEUE_SIZE = 1000     # events a slow client may lag behind before it is dropped
 
 
 def encode(event_id: int, event: str, data) -> bytes:
+    """One SSE message: ``id``, ``event`` and compact JSON ``data`` lines, then a blank line."""
     body = json.dumps(data, separators=(",", ":"), default=str)
     return f"id: {event_id}\nevent: {event}\ndata: {body}\n\n".encode()
 
@@ -24,9 +25,12 @@ class Hub:
 
     @property
     def listeners(self) -> int:
+        """How many streams are open now."""
         return len(self._queues)
 
     def publish(self, event: str, data) -> None:
+        """Queues the event for every open stream; never blocks: a stream QUEUE_SIZE events
+        behind is ended instead."""
         if not self._queues:
             return
         message = encode(next(self._ids), event, data)
@@ -45,6 +49,8 @@ class Hub:
         self._queues.clear()
 
     async def stream(self, request: web.Request, first: tuple[str, object]) -> web.StreamResponse:
+        """Streams to one client: ``first`` at once, then every event published, a keepalive comment
+        after KEEPALIVE s of quiet; until the client goes or the hub closes."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})

@@ -11,14 +11,16 @@ import structlog
 import yaml
 from aiohttp import web
 
-from ..actions import Actions
-from ..dbconn import create_pool, redact
-from ..metrics import CONTENT_TYPE, Metrics
+from ..config import Config
+from ..control.actions import Actions
+from ..control.handle import DaemonHandle
+from ..pg.connect import create_pool, redact
 from ..replay import controls
 from .api import Api, error
 from .auth import LoginLimiter, Tokens, load_or_create_secret
 from .board import Board
 from .events import Hub
+from .metrics import CONTENT_TYPE, Metrics
 
 log = structlog.get_logger("synchrod.monitor")
 
@@ -37,7 +39,10 @@ def _static(name: str) -> bytes:
 
 
 class Monitor:
-    def __init__(self, daemon):
+    """The monitor's web server: the page, the API, the live events and
+    ``/metrics``, for one running daemon."""
+
+    def __init__(self, daemon: DaemonHandle):
         self.daemon = daemon
         self.hub = Hub()
         self.board = Board(daemon, self.hub)
@@ -52,7 +57,8 @@ class Monitor:
         self.url: str | None = None
 
     @property
-    def config(self):
+    def config(self) -> Config:
+        """The daemon's running configuration."""
         return self.daemon.engine.config
 
     @contextlib.asynccontextmanager
@@ -67,6 +73,8 @@ class Monitor:
 
     # --- the application --------------------------------------------------------------
     def app(self) -> web.Application:
+        """The web application: the API, /metrics and the page under /monitor/ (/ redirects
+        there), with JSON errors and security headers on every response."""
         app = web.Application(middlewares=[self._errors], client_max_size=64 * 1024)
         app.add_routes(Api(self).routes())
         app.add_routes([web.get("/metrics", self._metrics),
@@ -160,9 +168,9 @@ class Monitor:
         self._task = asyncio.create_task(self.board.run(self.db, self.tokens), name="monitor")
         log.info("monitor_listening", url=self.url, users=len(cfg.users))
 
-    def _on_cycle(self, rt, res) -> None:
-        self.metrics.observe_cycle(rt.cfg.sysname, res)
-        self.board.on_cycle(rt, res)
+    def _on_cycle(self, runtime, result) -> None:
+        self.metrics.observe_cycle(runtime.config.sysname, result)
+        self.board.on_cycle(runtime, result)
 
     def config_applied(self, old, new, ok: bool) -> None:
         """After a reload: counts it; series of removed sources go, new ones start at 0."""
@@ -178,6 +186,8 @@ class Monitor:
             self.metrics.add_source(name)
 
     async def stop(self) -> None:
+        """Sends the last changes, ends every event stream, then stops the refresh task, the
+        server and the pool; safe after a failed or missing start."""
         self.board.publish_changes()  # "stopping" reaches the pages before the streams end
         self.hub.close()
         if self._task is not None:

@@ -1,4 +1,6 @@
-"""The daemons' published state in the replay database (``synchrod.daemons``).
+"""The daemons in the replay database: their published state
+(``synchrod.daemons``), their claims on sources (session advisory locks) and
+the "run now" notifications.
 
 Each daemon writes its row through its owner connection, so the row's
 ``backend_pid`` is alive exactly as long as the daemon's source locks are.
@@ -39,6 +41,8 @@ SELECT name, host, pid, version, config_path, config_loaded_at, config_error, co
 
 
 def publish_args(snapshot: dict) -> tuple:
+    """The PUBLISH parameters from a daemon's snapshot, sources and targets as JSON
+    (targets ``{}`` when the snapshot has none)."""
     s = snapshot
     return (s["name"], s["host"], s["pid"], s["version"], s["config_path"], s["config_loaded_at"],
             s["config_error"], s["config_error_at"], s["state"], json.dumps(s["sources"]),
@@ -46,6 +50,8 @@ def publish_args(snapshot: dict) -> tuple:
 
 
 async def live(conn: asyncpg.Connection) -> list[dict]:
+    """Rows of the daemons whose owner connection is alive, oldest first, sources and
+    targets decoded; [] when synchrod.daemons does not exist yet."""
     if not await conn.fetchval("SELECT to_regclass('synchrod.daemons') IS NOT NULL"):
         return []
     out = []
@@ -60,3 +66,27 @@ async def live(conn: asyncpg.Connection) -> list[dict]:
 def owners(live: list[dict]) -> dict[str, dict]:
     """Source → the live daemon (its row) that holds the source's lock."""
     return {name: d for d in live for name, st in d["sources"].items() if st.get("owned")}
+
+
+# Two-key advisory locks (class, hashtext(sysname)): a key space of their own,
+# apart from the one-key sid locks of a batch commit.
+OWNER_CLASS = 0x5359_4E43  # "SYNC"
+RUN_NOW_CHANNEL = "synchrod_run_now"
+
+CLAIM_SOURCES = """
+SELECT n FROM unnest($2::text[]) AS n WHERE pg_try_advisory_lock($1, hashtext(n))
+"""
+RELEASE_SOURCES = "SELECT count(pg_advisory_unlock($1, hashtext(n))) FROM unnest($2::text[]) AS n"
+_NOTIFY = "SELECT pg_notify($1, $2)"
+_LISTENING = """
+SELECT count(*) FROM pg_stat_activity
+ WHERE application_name LIKE 'synchrod:owner:%' AND datname = current_database()
+   AND pid <> pg_backend_pid()
+"""
+
+
+async def notify_run_now(conn: asyncpg.Connection, source: str = "") -> int:
+    """Asks every daemon to skip its sleep (for one source, or all when empty);
+    returns how many daemons are listening."""
+    await conn.execute(_NOTIFY, RUN_NOW_CHANNEL, source)
+    return await conn.fetchval(_LISTENING)

@@ -7,10 +7,13 @@ import datetime as dt
 
 import asyncpg
 
+from ..core import clock
+
 RUN_COLUMNS = ("id", "source", "daemon", "started_at", "finished_at", "state", "taken",
                "synchronized", "not_used", "erroneous", "failed", "skipped", "files", "bytes",
                "error")
-_SELECT_RUN = f"SELECT {', '.join(RUN_COLUMNS)} FROM synchrod.runs"
+_SELECT_RUN = ("SELECT id, source, daemon, started_at, finished_at, state, taken, synchronized, "
+               "not_used, erroneous, failed, skipped, files, bytes, error FROM synchrod.runs")
 
 # Newest first; $1 `before` is the previous page's last id (keyset pagination).
 # One statement per shape, never "($n IS NULL OR ...)", whose index conditions
@@ -38,10 +41,11 @@ _PRUNE_RUNS = "DELETE FROM synchrod.runs WHERE finished_at < now() - make_interv
 
 
 def run_view(r: asyncpg.Record) -> dict:
+    """A runs row as the API shows it: ISO timestamps and its duration in ``seconds``."""
     run = {k: r[k] for k in RUN_COLUMNS}
     run["seconds"] = round((r["finished_at"] - r["started_at"]).total_seconds(), 3)
     for k in ("started_at", "finished_at"):
-        run[k] = run[k].isoformat()
+        run[k] = clock.iso(run[k])
     return run
 
 
@@ -75,6 +79,8 @@ async def end_run(conn: asyncpg.Connection, run_id: int, state: str, error: str 
 
 async def failed_cycle(conn: asyncpg.Connection, source: str, daemon: str,
                        started_at: dt.datetime, state: str, error: str | None) -> int:
+    """Records a cycle that failed before committing any chunk (every count 0,
+    finished now); returns its run id."""
     return await conn.fetchval(_FAILED_CYCLE, source, daemon, started_at, state, error)
 
 
@@ -84,3 +90,17 @@ async def prune(conn: asyncpg.Connection, days: int) -> int:
         await conn.execute(_PRUNE_CALLS, days)
         status = await conn.execute(_PRUNE_RUNS, days)
     return int(status.split()[-1])
+
+
+# the newest run of each source: one index probe per source, whatever the history
+_LAST_RUNS = """
+SELECT r.* FROM unnest($1::text[]) AS s(name)
+ CROSS JOIN LATERAL (SELECT source, finished_at, state, taken, synchronized, not_used,
+                            erroneous, failed, skipped, error
+                       FROM synchrod.runs WHERE source = s.name ORDER BY id DESC LIMIT 1) r
+"""
+
+
+async def last_runs(conn: asyncpg.Connection, sources: list[str]) -> dict[str, asyncpg.Record]:
+    """The newest history row of each source that has one."""
+    return {r["source"]: r for r in await conn.fetch(_LAST_RUNS, sources)}

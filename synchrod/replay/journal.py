@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from ..errors import TicketLost
+
 _RECORD = """
 INSERT INTO synchrod.pending_files (path, source)
 SELECT p, $2 FROM unnest($1::text[]) AS p
@@ -59,6 +61,8 @@ _FORGET_UNLINK = "DELETE FROM synchrod.pending_unlink WHERE path = ANY($1::text[
 
 
 async def record_intents(conn: asyncpg.Connection, source: str, paths: Sequence[str]) -> None:
+    """Records the source's final paths in pending_files before their media is written
+    (a known path changes source) and cancels their scheduled removals; a no-op for none."""
     if not paths:
         return
     async with conn.transaction():
@@ -77,16 +81,6 @@ async def forget_referenced(conn: asyncpg.Connection, source: str) -> int:
     """Drops tickets whose file a committed row references (an interrupted
     batch that did commit). Returns how many."""
     return int((await conn.execute(_FORGET_REFERENCED, source)).split()[-1])
-
-
-class TicketLost(Exception):
-    """A batch found the tickets of some of its files taken by a repair (or
-    their files gone): another worker judged them orphans. It must roll back."""
-
-    def __init__(self, lost: list[str], missing: list[str]):
-        super().__init__(f"{len(lost) + len(missing)} media file(s) of this batch were claimed "
-                         "by a repair of another worker; the calls are taken again next cycle")
-        self.lost, self.missing = lost, missing
 
 
 async def take_tickets(conn: asyncpg.Connection, paths: Sequence[str]) -> None:
@@ -110,6 +104,7 @@ async def unclaimed(conn: asyncpg.Connection, paths: Sequence[str]) -> list[str]
 
 
 async def forget_pending(conn: asyncpg.Connection, paths: Sequence[str]) -> None:
+    """Drops the pending_files tickets of ``paths``; a no-op for none."""
     if paths:
         await conn.execute(_FORGET_PENDING, list(paths))
 
@@ -123,6 +118,7 @@ async def unlinkable(conn: asyncpg.Connection, paths: Sequence[str] | None = Non
 
 
 async def forget_unlink(conn: asyncpg.Connection, paths: Sequence[str]) -> None:
+    """Drops the scheduled removals of ``paths``; a no-op for none."""
     if paths:
         await conn.execute(_FORGET_UNLINK, list(paths))
 

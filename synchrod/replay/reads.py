@@ -54,6 +54,8 @@ SELECT resync_cursor_ts, resync_cursor_id FROM synchrod.source_state WHERE sourc
 
 
 async def couples_by_sid(conn: asyncpg.Connection, sids: Sequence[str]) -> dict[str, TargetCouple]:
+    """The couples of these sids on the target, by sid, with their files' count, bytes
+    and paths (one query); sids the target lacks are absent."""
     rows = await conn.fetch(_COUPLES_BY_SID, list(sids))
     return {r["sid"]: TargetCouple(r["id"], r["callid"], r["sid"], r["state"], r["problemstatus"],
                                    r["length"], r["nfiles"], r["nbytes"], tuple(r["paths"]),
@@ -87,6 +89,7 @@ async def retry_due(conn: asyncpg.Connection, source: str) -> list[int]:
 
 
 async def schema_ready(conn: asyncpg.Connection) -> bool:
+    """True once synchrod's schema exists in the replay database (synchrod.attempts)."""
     return await conn.fetchval("SELECT to_regclass('synchrod.attempts') IS NOT NULL")
 
 
@@ -98,6 +101,8 @@ async def attempts(conn: asyncpg.Connection, source: str,
 
 
 async def resync_cursor(conn: asyncpg.Connection, source: str):
+    """How far the source's re-synchronisation went, (start_ts, couple id); None when
+    none is under way."""
     row = await conn.fetchrow(_RESYNC_CURSOR, source)
     if row is None or row["resync_cursor_ts"] is None:
         return None

@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import asyncpg
 
-from .. import sql
+from ..errors import TargetSchemaError
+from ..pg import sql
 
 # Serialises migrations of several daemons starting at once.
 MIGRATION_LOCK = 0x5359_4E43_4852_4F44  # "SYNCHROD"
-
-
-class TargetSchemaError(Exception):
-    pass
 
 
 _BOOTSTRAP = """
@@ -33,7 +30,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
         await conn.execute(_BOOTSTRAP)
         applied = {r["version"] for r in await conn.fetch("SELECT version FROM synchrod.schema_migrations")}
-        for version, name, text in sql.migrations():
+        for version, name, text in sql.migrations(__package__):
             if version in applied:
                 continue
             await conn.execute(text)
@@ -44,10 +41,13 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
 
 
 async def current_version(conn: asyncpg.Connection) -> int | None:
+    """The newest migration applied to this replay database; None when synchrod's
+    schema was never created."""
     if not await conn.fetchval("SELECT to_regclass('synchrod.schema_migrations') IS NOT NULL"):
         return None
     return await conn.fetchval("SELECT max(version) FROM synchrod.schema_migrations")
 
 
 def latest_version() -> int:
-    return sql.migrations()[-1][0]
+    """The newest migration this synchrod ships."""
+    return sql.migrations(__package__)[-1][0]

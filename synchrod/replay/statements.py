@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.catalog import Catalog, copied_couple_columns, copied_file_columns
-from ..sql import ident
+from ..pg.sql import ident
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ class BatchStatements:
 
     @classmethod
     def build(cls, source: Catalog, target: Catalog, voice_tags: bool) -> "BatchStatements":
+        """The statements of one source and target pair (no I/O): they name only columns
+        both catalogs have and leave trigger-kept ones alone; ``insert_voice_tags`` is None
+        unless ``voice_tags``."""
         couple_columns = copied_couple_columns(source, target)
         file_columns = copied_file_columns(source, target)
         has_protected = target.has("couples", "protected")
@@ -62,7 +65,7 @@ class BatchStatements:
         n = len(update_cols) + 2
         if has_protected:
             # sticky: true on either side stays true (SPEC §2)
-            sets.append(f"protected = (coalesce(c.protected, false) OR coalesce(u.protected, false))")
+            sets.append("protected = (coalesce(c.protected, false) OR coalesce(u.protected, false))")
             arrays += f", ${n}::boolean[]"
             names += ", protected"
         update_couples = (f"UPDATE callrec.couples c SET {', '.join(sets)}"
@@ -116,4 +119,53 @@ WITH u AS (
                           AND v.channel IS NOT DISTINCT FROM m.channel)
 )
 SELECT DISTINCT phrase FROM u WHERE NOT EXISTS (SELECT 1 FROM mapped m WHERE m.phrase = u.phrase)
+"""
+
+
+# --- the batch's fixed statements (synchrod's own tables and the CallREC rows) ---
+
+LOCK_SIDS = """
+SELECT count(pg_advisory_xact_lock(k))
+  FROM (SELECT DISTINCT hashtextextended(s, 1414) AS k FROM unnest($1::text[]) s ORDER BY 1) q
+"""
+RUN_CALL_COLUMNS = ("run_id", "source_cplid", "sid", "outcome", "reason", "detail")
+DELETE_FILES = "DELETE FROM callrec.cfiles WHERE cplid = ANY($1::bigint[]) RETURNING cfpath::text"
+UPSERT_SYNCED = """
+INSERT INTO synchrod.synced (source, source_cplid, source_callid, sid, target_cplid, mark)
+SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])
+ON CONFLICT (source, source_cplid) DO UPDATE
+   SET source_callid = EXCLUDED.source_callid, sid = EXCLUDED.sid,
+       target_cplid = EXCLUDED.target_cplid, mark = EXCLUDED.mark, synced_at = now()
+"""
+CLEAR_ATTEMPTS = "DELETE FROM synchrod.attempts WHERE source = $1 AND source_cplid = ANY($2::bigint[])"
+UPSERT_ATTEMPTS = """
+INSERT INTO synchrod.attempts (source, source_cplid, sid, attempts, next_try_at, last_reason, last_detail)
+SELECT $1, u.id, u.sid, u.n,
+       -- a call marked E waits for the operator, not for a clock
+       coalesce(now() + make_interval(secs => u.delay), 'infinity'), u.reason, u.detail
+  FROM unnest($2::bigint[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[])
+       AS u(id, sid, n, delay, reason, detail)
+ON CONFLICT (source, source_cplid) DO UPDATE
+   SET sid = EXCLUDED.sid, attempts = EXCLUDED.attempts, next_try_at = EXCLUDED.next_try_at,
+       last_reason = EXCLUDED.last_reason, last_detail = EXCLUDED.last_detail, updated_at = now()
+"""
+SCHEDULE_UNLINK = """
+INSERT INTO synchrod.pending_unlink (path) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING
+"""
+INSERT_RUN = """
+INSERT INTO synchrod.runs (source, daemon, started_at, finished_at, taken, synchronized, not_used,
+       erroneous, failed, skipped, files, bytes, error)
+VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id
+"""
+ADD_TO_RUN = """
+UPDATE synchrod.runs
+   SET finished_at = now(), taken = taken + $2, synchronized = synchronized + $3,
+       not_used = not_used + $4, erroneous = erroneous + $5, failed = failed + $6,
+       skipped = skipped + $7, files = files + $8, bytes = bytes + $9
+ WHERE id = $1
+"""
+UPSERT_CURSOR = """
+INSERT INTO synchrod.source_state (source, resync_cursor_ts, resync_cursor_id) VALUES ($1, $2, $3)
+ON CONFLICT (source) DO UPDATE
+   SET resync_cursor_ts = EXCLUDED.resync_cursor_ts, resync_cursor_id = EXCLUDED.resync_cursor_id
 """

@@ -24,48 +24,30 @@ import structlog
 
 from ..core import backoff
 from ..core.catalog import Catalog
-from ..core.model import CFTYPE_BITS, CFile, SourceCouple, TargetCouple
+from ..core.model import CFTYPE_BITS, SourceCouple, TargetCouple
 from ..core.pathsafety import is_inside
 from ..core.plan import Action, decide, mark_for
-from ..core.quality import Quality
+from ..core.records import Committed, Delivery, Failure, Outcome
 from ..core.rowcheck import printable, storable
-from .. import dbconn
+from ..core.states import CallOutcome
+from ..pg import connect as dbconn
 from . import journal, reads
+from . import statements as sql
 from .statements import BatchStatements
 
 log = structlog.get_logger("synchrod.writes")
 
-
-@dataclass(frozen=True, slots=True)
-class NewFile:
-    """A media file as the target will reference it."""
-    cfile: CFile          # the recorder's description (type, times, stream group, ...)
-    cfsize: int           # the real size
-    cfpath: str
-    digest: str | None
-    copied: bool          # True: synchrod wrote it and owns it; False: linked in place
-
-
-@dataclass(slots=True)
-class Delivery:
-    couple: SourceCouple
-    quality: Quality
-    planned: Action
-    files: tuple[NewFile, ...] = ()
-
-
-@dataclass(slots=True)
-class Failure:
-    couple: SourceCouple
-    reason: str
-    detail: str = ""
+# What a refused row raises: a value out of range or not in a domain, a
+# check, a trigger's RAISE. Anything else (a lost connection) fails the batch.
+ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.RaiseError)
 
 
 @dataclass(frozen=True, slots=True)
-class Policy:
+class BatchWriter:
+    """Writes one source's chunks to the replay database, shaped by the
+    settings that decide marks, attempts and what may be removed."""
     source: str
     daemon: str
-    voice_tags: bool
     max_attempts: int
     mark_erroneous: bool
     backoff_base: int
@@ -73,91 +55,34 @@ class Policy:
     statements: BatchStatements
     target: Catalog
 
-
-@dataclass(slots=True)
-class Outcome:
-    cplid: int
-    sid: str
-    outcome: str          # synchronized | not_used | erroneous | failed | skipped
-    reason: str | None = None
-    detail: str | None = None
-
-
-@dataclass(slots=True)
-class Committed:
-    marks: dict[int, tuple[str, str]] = field(default_factory=dict)   # couple id -> (sid, mark)
-    outcomes: list[Outcome] = field(default_factory=list)
-    orphaned: list[str] = field(default_factory=list)   # copied, then unused: remove now
-    replaced: list[str] = field(default_factory=list)   # scheduled in pending_unlink
-    files: int = 0        # media files copied and now referenced
-    bytes: int = 0
-    run_id: int | None = None
-    missing_phrases: set[str] = field(default_factory=set)  # voice tags the target cannot map
-
-    def count(self, outcome: str) -> int:
-        return sum(1 for o in self.outcomes if o.outcome == outcome)
-
-    def absorb(self, part: "Committed") -> None:
-        """Adds a later chunk (or half) of the same cycle."""
-        self.marks.update(part.marks)
-        self.outcomes.extend(part.outcomes)
-        self.orphaned.extend(part.orphaned)
-        self.replaced.extend(part.replaced)
-        self.files += part.files
-        self.bytes += part.bytes
-        self.run_id = part.run_id or self.run_id
-        self.missing_phrases |= part.missing_phrases
-
-
-# What a refused row raises: a value out of range or not in a domain, a
-# check, a trigger's RAISE. Anything else (a lost connection) fails the batch.
-ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.RaiseError)
-
-_LOCK_SIDS = """
-SELECT count(pg_advisory_xact_lock(k))
-  FROM (SELECT DISTINCT hashtextextended(s, 1414) AS k FROM unnest($1::text[]) s ORDER BY 1) q
-"""
-_RUN_CALL_COLUMNS = ("run_id", "source_cplid", "sid", "outcome", "reason", "detail")
-_DELETE_FILES = "DELETE FROM callrec.cfiles WHERE cplid = ANY($1::bigint[]) RETURNING cfpath::text"
-_UPSERT_SYNCED = """
-INSERT INTO synchrod.synced (source, source_cplid, source_callid, sid, target_cplid, mark)
-SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])
-ON CONFLICT (source, source_cplid) DO UPDATE
-   SET source_callid = EXCLUDED.source_callid, sid = EXCLUDED.sid,
-       target_cplid = EXCLUDED.target_cplid, mark = EXCLUDED.mark, synced_at = now()
-"""
-_CLEAR_ATTEMPTS = "DELETE FROM synchrod.attempts WHERE source = $1 AND source_cplid = ANY($2::bigint[])"
-_UPSERT_ATTEMPTS = """
-INSERT INTO synchrod.attempts (source, source_cplid, sid, attempts, next_try_at, last_reason, last_detail)
-SELECT $1, u.id, u.sid, u.n,
-       -- a call marked E waits for the operator, not for a clock
-       coalesce(now() + make_interval(secs => u.delay), 'infinity'), u.reason, u.detail
-  FROM unnest($2::bigint[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[])
-       AS u(id, sid, n, delay, reason, detail)
-ON CONFLICT (source, source_cplid) DO UPDATE
-   SET sid = EXCLUDED.sid, attempts = EXCLUDED.attempts, next_try_at = EXCLUDED.next_try_at,
-       last_reason = EXCLUDED.last_reason, last_detail = EXCLUDED.last_detail, updated_at = now()
-"""
-_SCHEDULE_UNLINK = """
-INSERT INTO synchrod.pending_unlink (path) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING
-"""
-_INSERT_RUN = """
-INSERT INTO synchrod.runs (source, daemon, started_at, finished_at, taken, synchronized, not_used,
-       erroneous, failed, skipped, files, bytes, error)
-VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id
-"""
-_ADD_TO_RUN = """
-UPDATE synchrod.runs
-   SET finished_at = now(), taken = taken + $2, synchronized = synchronized + $3,
-       not_used = not_used + $4, erroneous = erroneous + $5, failed = failed + $6,
-       skipped = skipped + $7, files = files + $8, bytes = bytes + $9
- WHERE id = $1
-"""
-_UPSERT_CURSOR = """
-INSERT INTO synchrod.source_state (source, resync_cursor_ts, resync_cursor_id) VALUES ($1, $2, $3)
-ON CONFLICT (source) DO UPDATE
-   SET resync_cursor_ts = EXCLUDED.resync_cursor_ts, resync_cursor_id = EXCLUDED.resync_cursor_id
-"""
+    async def commit(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery],
+                     failures: Sequence[Failure], skipped: Sequence[Failure],
+                     started_at: dt.datetime, run_id: int | None = None) -> Committed:
+        """Writes a chunk of deliveries, failures and skipped calls in one
+        transaction (``run_id``: the cycle's history row when an earlier chunk
+        created it). A row the replay database refuses fails only its call: the
+        chunk is committed again in halves until that call stands alone, and it
+        is recorded as a failure (reason ``target_refused``)."""
+        out = Committed(run_id=run_id)
+        try:
+            async with conn.transaction():
+                await _write(conn, self, deliveries, failures, skipped, started_at, out)
+            return out
+        except ROW_ERRORS as exc:
+            if not deliveries:
+                raise  # no call's row: the fault is synchrod's bookkeeping
+            if len(deliveries) == 1:
+                d = deliveries[0]
+                refused = Failure(d.couple, "target_refused",
+                                  f"the replay database refused this call: {type(exc).__name__}: {exc}")
+                part = await self.commit(conn, [], [*failures, refused], skipped, started_at, run_id)
+                part.orphaned.extend(f.cfpath for f in d.files if f.copied)
+                return part
+        half = len(deliveries) // 2
+        first = await self.commit(conn, deliveries[:half], failures, skipped, started_at, run_id)
+        second = await self.commit(conn, deliveries[half:], [], [], started_at, first.run_id)
+        first.absorb(second)
+        return first
 
 
 def _columns(rows: Sequence[tuple]) -> list[list]:
@@ -172,7 +97,7 @@ class _NewCall:
 
 
 @dataclass
-class _Plan:
+class _WriteSet:
     """Accumulates the set operations of one batch."""
     new_calls: dict[str, _NewCall] = field(default_factory=dict)
     joined: dict[int, list[SourceCouple]] = field(default_factory=dict)  # existing target call -> couples
@@ -183,86 +108,60 @@ class _Plan:
     synced: list[tuple[Delivery, int | None, str]] = field(default_factory=list)
 
 
-async def commit_batch(conn: asyncpg.Connection, policy: Policy, deliveries: Sequence[Delivery],
-                       failures: Sequence[Failure], skipped: Sequence[Failure],
-                       started_at: dt.datetime, run_id: int | None = None) -> Committed:
-    """Writes a chunk of deliveries, failures and skipped calls in one
-    transaction (``run_id``: the cycle's history row when an earlier chunk
-    created it). A row the replay database refuses fails only its call: the
-    chunk is committed again in halves until that call stands alone, and it
-    is recorded as a failure (reason ``target_refused``)."""
-    out = Committed(run_id=run_id)
-    try:
-        async with conn.transaction():
-            await _write(conn, policy, deliveries, failures, skipped, started_at, out)
-        return out
-    except ROW_ERRORS as exc:
-        if not deliveries:
-            raise  # no call's row: the fault is synchrod's bookkeeping
-        if len(deliveries) == 1:
-            d = deliveries[0]
-            refused = Failure(d.couple, "target_refused",
-                              f"the replay database refused this call: {type(exc).__name__}: {exc}")
-            part = await commit_batch(conn, policy, [], [*failures, refused], skipped, started_at, run_id)
-            part.orphaned.extend(f.cfpath for f in d.files if f.copied)
-            return part
-    half = len(deliveries) // 2
-    first = await commit_batch(conn, policy, deliveries[:half], failures, skipped, started_at, run_id)
-    second = await commit_batch(conn, policy, deliveries[half:], [], [], started_at, first.run_id)
-    first.absorb(second)
-    return first
-
-
 async def save_resync_cursor(conn: asyncpg.Connection, source: str,
                              cursor: tuple[dt.datetime, int]) -> None:
-    await conn.execute(_UPSERT_CURSOR, source, *cursor)
+    """Remembers how far re-synchronisation of already synchronized calls went."""
+    await conn.execute(sql.UPSERT_CURSOR, source, *cursor)
 
 
-async def _write(conn, policy: Policy, deliveries, failures, skipped, started_at, out: Committed):
-    src = policy.source
+async def _write(conn, writer: BatchWriter, deliveries, failures, skipped, started_at, out: Committed):
+    """In the batch transaction: locks the chunk's sids, re-reads the target, re-decides
+    every plan (a merge whose target copy vanished is skipped, ``target_changed``), then
+    writes rows, attempts, skipped outcomes and the run's history into ``out``."""
+    src = writer.source
     sids = sorted({d.couple.sid for d in deliveries})
     if sids:
-        await conn.fetchval(_LOCK_SIDS, sids)
+        await conn.fetchval(sql.LOCK_SIDS, sids)
     current = await reads.couples_by_sid(conn, sids) if sids else {}
     recorded = await reads.synced_marks(conn, src, [(d.couple.id, d.couple.sid) for d in deliveries]) \
         if deliveries else {}
     # the target calls of the other couples of each source call (SPEC §3.5)
     # (a sibling whose sid the target cannot even hold is not there)
     siblings = sorted({s for d in deliveries for s in d.couple.call_sids
-                       if storable(s, policy.target.text_codec)})
+                       if storable(s, writer.target.text_codec)})
     sibling_calls = await reads.calls_of_sids(conn, siblings) if siblings else {}
 
-    plan = _Plan()
+    writes = _WriteSet()
     keys: dict[str, int | str] = {}   # source call -> target call id, or a new call's key
     for d in deliveries:
         c, t = d.couple, current.get(d.couple.sid)
         action = decide(d.quality, t)
         if action is not Action.MERGE and d.planned is Action.MERGE:
             # the target lost its copy since planning: nothing was copied, try next cycle
-            out.outcomes.append(Outcome(c.id, c.sid, "skipped", "target_changed"))
+            out.outcomes.append(Outcome(c.id, c.sid, CallOutcome.SKIPPED, "target_changed"))
             continue
         if action is Action.MERGE and d.planned is not Action.MERGE:
             out.orphaned.extend(f.cfpath for f in d.files if f.copied)
         if action is Action.INSERT:
-            key = _target_call(c, keys, sibling_calls, plan)
-            plan.new_couples.append((d, key))
-            plan.meta.append((d, None))
-            plan.synced.append((d, None, "S"))
+            key = _target_call(c, keys, sibling_calls, writes)
+            writes.new_couples.append((d, key))
+            writes.meta.append((d, None))
+            writes.synced.append((d, None, "S"))
         else:
-            (plan.replaced if action is Action.REPLACE else plan.merged).append((d, t))
-            plan.meta.append((d, t.id))
-            plan.synced.append((d, t.id, mark_for(action, recorded.get(c.id))))
+            (writes.replaced if action is Action.REPLACE else writes.merged).append((d, t))
+            writes.meta.append((d, t.id))
+            writes.synced.append((d, t.id, mark_for(action, recorded.get(c.id))))
 
-    await _execute(conn, policy, plan, out)
-    await _attempts(conn, policy, failures, out)
-    codec = policy.target.text_codec
+    await _execute(conn, writer, writes, out)
+    await _attempts(conn, writer, failures, out)
+    codec = writer.target.text_codec
     for f in skipped:
-        out.outcomes.append(Outcome(f.couple.id, printable(f.couple.sid, codec), "skipped", f.reason,
+        out.outcomes.append(Outcome(f.couple.id, printable(f.couple.sid, codec), CallOutcome.SKIPPED, f.reason,
                                     printable(f.detail, codec)))
-    await _history(conn, policy, started_at, out)
+    await _history(conn, writer, started_at, out)
 
 
-def _target_call(c: SourceCouple, keys: dict, sibling_calls: dict[str, int], plan: _Plan) -> int | str:
+def _target_call(c: SourceCouple, keys: dict, sibling_calls: dict[str, int], writes: _WriteSet) -> int | str:
     """The target call a new couple joins: the one holding another couple of
     its source call (on the target, or new in this batch), else a new call."""
     skey = f"call:{c.callid}" if c.callid is not None else f"couple:{c.id}"
@@ -272,9 +171,9 @@ def _target_call(c: SourceCouple, keys: dict, sibling_calls: dict[str, int], pla
         found = min(known) if known else skey
         keys[skey] = found
     if isinstance(found, str):
-        plan.new_calls.setdefault(found, _NewCall(found)).couples.append(c)
+        writes.new_calls.setdefault(found, _NewCall(found)).couples.append(c)
     else:
-        plan.joined.setdefault(found, []).append(c)
+        writes.joined.setdefault(found, []).append(c)
     return found
 
 
@@ -288,74 +187,77 @@ async def _allocate(conn, st: BatchStatements, what: str, n: int) -> list[int | 
     return [r[0] for r in await conn.fetch(st.alloc[what], n)]
 
 
-async def _execute(conn, policy: Policy, plan: _Plan, out: Committed) -> None:
-    st = policy.statements
+async def _execute(conn, writer: BatchWriter, writes: _WriteSet, out: Committed) -> None:
+    """Writes the chunk as set operations: new and joined calls, new couples, replacements
+    (old files below owned roots scheduled for removal), protection, files, metadata, synced
+    marks; then takes the copies' tickets (raises TicketLost when one is gone)."""
+    st = writer.statements
     # CallREC's triggers (and foreign keys) run a few cached statements per
     # row: with synchrod's session-wide custom plans they would be planned
     # again for every row, twice their cost. The writes take PostgreSQL's
     # default; the lookups above keep custom plans (see dbconn).
     await conn.execute(dbconn.WRITE_PLANS)
     # calls: new ones (their times and counts are the triggers' where they keep them)
-    call_ids = await _allocate(conn, st, "calls.id", len(plan.new_calls))
-    resolved = dict(zip(plan.new_calls, call_ids))
-    if plan.new_calls:
+    call_ids = await _allocate(conn, st, "calls.id", len(writes.new_calls))
+    resolved = dict(zip(writes.new_calls, call_ids))
+    if writes.new_calls:
         await conn.copy_records_to_table(
             "calls", schema_name="callrec", columns=st.call_columns,
-            records=[_call_row(st, resolved[key], call) for key, call in plan.new_calls.items()])
+            records=[_call_row(st, resolved[key], call) for key, call in writes.new_calls.items()])
 
     def call_id(key: int | str) -> int:
         return resolved[key] if isinstance(key, str) else key
 
     # couples
-    couple_ids = await _allocate(conn, st, "couples.id", len(plan.new_couples))
+    couple_ids = await _allocate(conn, st, "couples.id", len(writes.new_couples))
     target_of: dict[int, int] = {}  # source couple id -> target couple id
     rows = []
-    for (d, key), new_id in zip(plan.new_couples, couple_ids):
+    for (d, key), new_id in zip(writes.new_couples, couple_ids):
         target_of[d.couple.id] = new_id
         rows.append(_couple_row(st, new_id, call_id(key), d))
     if rows:
         await conn.copy_records_to_table("couples", schema_name="callrec", columns=st.couple_copy,
                                          records=rows)
-    if plan.joined and st.join_calls:
-        await conn.execute(st.join_calls, *_columns([_joined_row(i, cs) for i, cs in plan.joined.items()]))
-    if plan.replaced:
+    if writes.joined and st.join_calls:
+        await conn.execute(st.join_calls, *_columns([_joined_row(i, cs) for i, cs in writes.joined.items()]))
+    if writes.replaced:
         # the old files go first: a replacement may carry protection, and a
         # protected couple's files can no longer be deleted (CallREC's trigger)
-        old = [r[0] for r in await conn.fetch(_DELETE_FILES, [t.id for _, t in plan.replaced])]
+        old = [r[0] for r in await conn.fetch(sql.DELETE_FILES, [t.id for _, t in writes.replaced])]
         rows = [(t.id, *d.couple.column_values(st.couple_columns), *_derived(st, d))
                 + ((bool(d.couple.protected),) if st.has_protected else ())
-                for d, t in plan.replaced]
+                for d, t in writes.replaced]
         await conn.execute(st.update_couples, *_columns(rows))
-        new_paths = {f.cfpath for d, _ in plan.replaced for f in d.files}
+        new_paths = {f.cfpath for d, _ in writes.replaced for f in d.files}
         out.replaced = sorted({p for p in old if p not in new_paths
-                               and any(is_inside(root, p) for root in policy.owned_roots)})
-        for d, t in plan.replaced:
+                               and any(is_inside(root, p) for root in writer.owned_roots)})
+        for d, t in writes.replaced:
             target_of[d.couple.id] = t.id
-    protect = [t.id for d, t in plan.merged if d.couple.protected and not t.protected]
+    protect = [t.id for d, t in writes.merged if d.couple.protected and not t.protected]
     if protect and st.protect:
         await conn.execute(st.protect, protect)
 
-    await _insert_files(conn, st, [(target_of[d.couple.id], d) for d, _ in plan.new_couples + plan.replaced])
-    await _union_metadata(conn, policy, plan, target_of, out)
+    await _insert_files(conn, st, [(target_of[d.couple.id], d) for d, _ in writes.new_couples + writes.replaced])
+    await _union_metadata(conn, writer, writes, target_of, out)
 
     # origin and marks
     synced_rows = []
-    for d, tid, mark in plan.synced:
+    for d, tid, mark in writes.synced:
         cid = tid if tid is not None else target_of[d.couple.id]
         synced_rows.append((d.couple.id, d.couple.callid, d.couple.sid, cid, mark))
         out.marks[d.couple.id] = (d.couple.sid, mark)
         out.outcomes.append(Outcome(d.couple.id, d.couple.sid,
-                                    "synchronized" if mark == "S" else "not_used"))
+                                    CallOutcome.SYNCHRONIZED if mark == "S" else CallOutcome.NOT_USED))
     if synced_rows:
-        await conn.execute(_UPSERT_SYNCED, policy.source, *_columns(synced_rows))
-        await conn.execute(_CLEAR_ATTEMPTS, policy.source, [r[0] for r in synced_rows])
+        await conn.execute(sql.UPSERT_SYNCED, writer.source, *_columns(synced_rows))
+        await conn.execute(sql.CLEAR_ATTEMPTS, writer.source, [r[0] for r in synced_rows])
 
     # journal: files now referenced are no longer pending; replaced ones go
-    copied = [f for d, _ in plan.new_couples + plan.replaced for f in d.files if f.copied]
+    copied = [f for d, _ in writes.new_couples + writes.replaced for f in d.files if f.copied]
     out.files, out.bytes = len(copied), sum(f.cfsize for f in copied)
     await journal.take_tickets(conn, [f.cfpath for f in copied])
     if out.replaced:
-        await conn.execute(_SCHEDULE_UNLINK, out.replaced)
+        await conn.execute(sql.SCHEDULE_UNLINK, out.replaced)
 
 
 def _call_row(st: BatchStatements, call_id: int, call: _NewCall) -> tuple:
@@ -419,11 +321,11 @@ async def _insert_files(conn, st: BatchStatements, couples: list[tuple[int, Deli
                                      records=rows)
 
 
-async def _union_metadata(conn, policy: Policy, plan: _Plan, target_of: dict[int, int],
+async def _union_metadata(conn, writer: BatchWriter, writes: _WriteSet, target_of: dict[int, int],
                           out: Committed) -> None:
-    st = policy.statements
+    st = writer.statements
     ext_rows, tag_rows = [], []
-    for d, tid in plan.meta:
+    for d, tid in writes.meta:
         cid = tid if tid is not None else target_of[d.couple.id]
         ext_rows.extend((cid, e.key, e.value, e.created_ts) for e in d.couple.extdata)
         if st.insert_voice_tags:
@@ -435,53 +337,40 @@ async def _union_metadata(conn, policy: Policy, plan: _Plan, target_of: dict[int
         out.missing_phrases |= {r[0] for r in missing}
 
 
-async def _attempts(conn, policy: Policy, failures: Sequence[Failure], out: Committed) -> None:
+async def _attempts(conn, writer: BatchWriter, failures: Sequence[Failure], out: Committed) -> None:
     if not failures:
         return
-    codec = policy.target.text_codec  # what failed may be what the target cannot hold
-    previous = await reads.attempts(conn, policy.source,
+    codec = writer.target.text_codec  # what failed may be what the target cannot hold
+    previous = await reads.attempts(conn, writer.source,
                                     [(f.couple.id, printable(f.couple.sid, codec)) for f in failures])
     rows = []
     for f in failures:
         sid = printable(f.couple.sid, codec)
         n = previous.get(f.couple.id, 0) + 1
-        delay: int | None = backoff.delay(n, policy.backoff_base)
+        delay: int | None = backoff.delay(n, writer.backoff_base)
         detail = printable(f.detail, codec)
-        if backoff.gives_up(n, policy.max_attempts, policy.mark_erroneous):
+        if backoff.gives_up(n, writer.max_attempts, writer.mark_erroneous):
             out.marks[f.couple.id] = (f.couple.sid, "E")
-            out.outcomes.append(Outcome(f.couple.id, sid, "erroneous", f.reason, detail))
+            out.outcomes.append(Outcome(f.couple.id, sid, CallOutcome.ERRONEOUS, f.reason, detail))
             delay = None
         else:
-            out.outcomes.append(Outcome(f.couple.id, sid, "failed", f.reason, detail))
+            out.outcomes.append(Outcome(f.couple.id, sid, CallOutcome.FAILED, f.reason, detail))
         rows.append((f.couple.id, sid, n, delay, f.reason, detail[:2000]))
-    await conn.execute(_UPSERT_ATTEMPTS, policy.source, *_columns(rows))
+    await conn.execute(sql.UPSERT_ATTEMPTS, writer.source, *_columns(rows))
 
 
-async def _history(conn, policy: Policy, started_at: dt.datetime, out: Committed) -> None:
+async def _history(conn, writer: BatchWriter, started_at: dt.datetime, out: Committed) -> None:
     if not out.outcomes:
         return
-    counts = (len(out.outcomes), out.count("synchronized"), out.count("not_used"),
-              out.count("erroneous"), out.count("failed"), out.count("skipped"), out.files, out.bytes)
+    counts = (len(out.outcomes), out.count(CallOutcome.SYNCHRONIZED), out.count(CallOutcome.NOT_USED),
+              out.count(CallOutcome.ERRONEOUS), out.count(CallOutcome.FAILED), out.count(CallOutcome.SKIPPED), out.files, out.bytes)
     if out.run_id is None:
-        out.run_id = await conn.fetchval(_INSERT_RUN, policy.source, policy.daemon, started_at,
+        out.run_id = await conn.fetchval(sql.INSERT_RUN, writer.source, writer.daemon, started_at,
                                          *counts, None)
     else:
-        await conn.execute(_ADD_TO_RUN, out.run_id, *counts)
+        await conn.execute(sql.ADD_TO_RUN, out.run_id, *counts)
     # one row per call, even if a retry of this run listed a call twice
     rows = {o.cplid: (out.run_id, o.cplid, o.sid, o.outcome, o.reason, o.detail)
             for o in out.outcomes}
     await conn.copy_records_to_table("run_calls", schema_name="synchrod",
-                                     columns=_RUN_CALL_COLUMNS, records=list(rows.values()))
-
-
-_FORGET_ATTEMPTS = """
-DELETE FROM synchrod.attempts
- WHERE source = $1 AND ($2::text[] IS NULL OR sid = ANY($2::text[]))
-"""
-
-
-async def forget_attempts(conn: asyncpg.Connection, source: str,
-                          sids: Sequence[str] | None) -> int:
-    """Resets the failure count and back-off of a source's calls (``retry``)."""
-    status = await conn.execute(_FORGET_ATTEMPTS, source, list(sids) if sids else None)
-    return int(status.split()[-1])
+                                     columns=sql.RUN_CALL_COLUMNS, records=list(rows.values()))

@@ -61,6 +61,7 @@ class PgServer:
             os.chown(p, pw.pw_uid, pw.pw_gid)
 
     def init(self) -> None:
+        """Creates the cluster (trust auth, UTF8, C locale) unless ``data`` has one; idempotent."""
         self._prepare_root()
         if (self.data / "PG_VERSION").exists():
             return
@@ -69,6 +70,8 @@ class PgServer:
                        check=True, capture_output=True, **self._user_kw)
 
     def options(self) -> str:
+        """The server options pg_ctl passes: a Unix socket only, on ``port``; durability
+        off (fsync, synchronous commit, full pages) when ``fast``."""
         opts = [f"-k {self.socket_dir}", "-c listen_addresses=''", f"-p {self.port}",
                 "-c max_connections=300", "-c shared_buffers=128MB"]
         if self.fast:  # test server: durability of the test database itself is not the point
@@ -76,6 +79,8 @@ class PgServer:
         return " ".join(opts)
 
     def start(self) -> "PgServer":
+        """Starts the server (initialised first if needed), waiting up to 60 s; returns self.
+        Raises CalledProcessError when pg_ctl fails."""
         self.init()
         subprocess.run([str(_bin_dir() / "pg_ctl"), "-D", str(self.data), "-l", str(self.logfile),
                         "-o", self.options(), "-w", "-t", "60", "start"],
@@ -83,27 +88,34 @@ class PgServer:
         return self
 
     def stop(self, mode: str = "fast") -> None:
+        """Stops the server in ``mode``, waiting up to 60 s; a no-op when it is not running,
+        and a failing pg_ctl is ignored."""
         if not (self.data / "postmaster.pid").exists():
             return
         subprocess.run([str(_bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
                         "-t", "60", "stop"], check=False, capture_output=True, **self._user_kw)
 
     def running(self) -> bool:
+        """True when pg_ctl finds the server running."""
         r = subprocess.run([str(_bin_dir() / "pg_ctl"), "-D", str(self.data), "status"],
                            capture_output=True, **self._user_kw)
         return r.returncode == 0
 
     def destroy(self) -> None:
+        """Stops the server at once and removes its data and socket directories; what is
+        already gone is fine."""
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     # --- addressing ---------------------------------------------------------------
     def dsn(self, dbname: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
+        """A URI to ``dbname`` over this server's Unix socket, user and password quoted."""
         auth = quote(user) + (f":{quote(password)}" if password else "")
         return f"postgresql://{auth}@/{quote(dbname)}?host={self.socket_dir}&port={self.port}"
 
     def wait_ready(self, timeout: float = 30) -> None:
+        """Returns once the server's socket exists; raises TimeoutError after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         sock = self.socket_dir / f".s.PGSQL.{self.port}"
         while not sock.exists():

@@ -53,6 +53,7 @@ def create_database(admin_dsn: str, name: str, template: str | None = None,
 
 
 def drop_database(admin_dsn: str, name: str) -> None:
+    """Drops the database, forcing its sessions off; a no-op when it does not exist."""
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(name)))
 
@@ -84,6 +85,8 @@ def write_wav(path: str | Path, seconds: float, freq: float = 440.0, rate: int =
 
 
 def write_bytes(path: str | Path, size: int, seed: int = 0) -> int:
+    """Writes exactly ``size`` bytes (``seed`` repeated) to ``path``, creating its parents;
+    returns ``size``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     block = (seed.to_bytes(8, "little") * 8192)[:65536]
@@ -129,6 +132,8 @@ class CallSpec:
 
 def write_media(mount: str | Path, spec: FileSpec, seed: int = 0,
                 client_encoding: str | None = None) -> int | None:
+    """Writes the spec's file below ``mount`` (a WAV, or ``size`` bytes, 1024 by default);
+    returns its size, None when the spec has no file on disk."""
     if spec.content == "none" or spec.cfpath is None:
         return None
     cfpath = spec.cfpath

@@ -1,0 +1,113 @@
+"""Command line: parses, loads the configuration, dispatches. No logic here."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+
+from .. import __version__, exits
+from ..config import ConfigError, load, load_target_dsn, resolve_path
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The ``synchrod`` argument parser: one subcommand per command, each but ``passwd``
+    with ``-c/--config``; exits 2 (argparse) on a bad command line."""
+    ap = argparse.ArgumentParser(prog="synchrod", description="Call-recording replication daemon")
+    ap.add_argument("--version", action="version", version=f"synchrod {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name != "passwd":
+            p.add_argument("-c", "--config", help="configuration file (default: $SYNCHROD_CONFIG "
+                                                  "or /etc/synchrod/synchrod.yaml)")
+        return p
+
+    p = cmd("run", "run the daemon in the foreground")
+    p.add_argument("--ready-file", metavar="FILE",
+                   help="write the daemon's pid to FILE once it is ready (what sd_notify READY=1 "
+                        "tells systemd), remove it at exit; for init scripts without systemd")
+    p = cmd("once", "run one cycle for every enabled source and print a summary")
+    p.add_argument("--source", help="only this source")
+    p.add_argument("--until-idle", action="store_true", help="cycle back to back until nothing is left")
+    p.add_argument("--dry-run", action="store_true", help="show what would be done; change nothing")
+    cmd("check", "check configuration, databases, mount and target paths")
+    cmd("init-db", "create or migrate synchrod's schema in the replay database")
+    p = cmd("status", "show the state of every source")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--watch", action="store_true", help="refresh every 2 seconds")
+    p = cmd("run-now", "wake the running daemons: skip the current sleep")
+    p.add_argument("--source", help="only this source (its group)")
+    p = cmd("retry", "clear E marks and failure records so the calls are tried again")
+    p.add_argument("--source", required=True, help="the source whose calls to retry")
+    p.add_argument("--sid", action="append", metavar="SID",
+                   help="only this call (repeatable); default: every erroneous call")
+    cmd("passwd", "read a password on standard input and print its hash for monitor.users")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command of ``argv`` (default: ``sys.argv``) and returns its exit
+    status. A configuration that fails to load prints one line per error
+    and returns 78 (exits.CONFIG); `status` then still tries to show the
+    running daemons (:func:`_status_despite`)."""
+    args = _parser().parse_args(argv)
+    if args.command == "passwd":
+        return _passwd()
+    path = resolve_path(args.config)
+    try:
+        cfg = load(path)
+    except ConfigError as exc:
+        for one in exc.errors:
+            print(f"synchrod: configuration error: {one}", file=sys.stderr)
+        if args.command == "status":
+            return _status_despite(path, exc, args)
+        return exits.CONFIG
+    from . import commands  # heavy imports only once the config is valid
+    handler = {"run": commands.run, "once": commands.once, "check": commands.check,
+               "init-db": commands.init_db, "status": commands.status,
+               "run-now": commands.run_now, "retry": commands.retry}[args.command]
+    try:
+        return asyncio.run(handler(cfg, args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _status_despite(path: str, error: ConfigError, args) -> int:
+    """A daemon keeps running on its last valid configuration after a bad
+    edit; `status` still reaches it when the file names the replay database."""
+    try:
+        dsn = load_target_dsn(path)
+    except ConfigError:
+        return exits.CONFIG
+    from . import commands
+    return asyncio.run(commands.status(None, args, dsn=dsn, config_error=str(error)))
+
+
+def _passwd() -> int:
+    from ..monitor.passwords import hash_password
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if first != getpass.getpass("Again: "):
+            print("synchrod: passwords differ", file=sys.stderr)
+            return exits.FAILED
+    else:
+        first = sys.stdin.readline().rstrip("\n")
+    if not first:
+        print("synchrod: empty password", file=sys.stderr)
+        return exits.FAILED
+    print(hash_password(first))
+    return exits.OK
+
+
+def print_json(obj) -> None:
+    """Writes ``obj`` to standard output as indented JSON (other values as ``str``) and a
+    newline."""
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
