@@ -15,6 +15,8 @@ from synchrod.sync.runtime import SourceRuntime
 
 PACKAGE = Path(__file__).resolve().parent.parent / "synchrod"
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+#: the demo and the benchmarks follow the same rules of size and docstrings
+SCRIPTS = sorted((PACKAGE.parent / "scripts").glob("*.py"))
 MAX_LINES = 400
 LONG_FUNCTION = 30
 #: what each package may import from synchrod (besides itself); the pure
@@ -28,8 +30,8 @@ ALLOWED = {
     "recorder": {"core", "errors", "pg"},
     "replay": {"core", "errors", "pg"},
     "logs": {"pg"},
-    "sync": {"core", "errors", "faults", "pg", "fs", "config", "recorder", "replay", "daemon"},
-    "control": {"core", "errors", "pg", "config", "recorder", "replay", "sync", "daemon"},
+    "sync": {"core", "errors", "faults", "pg", "fs", "config", "recorder", "replay"},
+    "control": {"core", "errors", "pg", "config", "recorder", "replay", "sync"},
     "monitor": {"core", "errors", "pg", "config", "replay", "control", "sync"},
     "daemon": {"core", "errors", "pg", "config", "replay", "control", "sync", "monitor", "logs",
                "exits"},
@@ -47,12 +49,12 @@ def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
-@pytest.mark.parametrize("path", MODULES, ids=_rel)
+@pytest.mark.parametrize("path", MODULES + SCRIPTS, ids=_rel)
 def test_module_says_what_it_owns(path):
     assert ast.get_docstring(_tree(path)), f"{_rel(path)} has no module docstring"
 
 
-@pytest.mark.parametrize("path", MODULES, ids=_rel)
+@pytest.mark.parametrize("path", MODULES + SCRIPTS, ids=_rel)
 def test_module_is_small(path):
     n = len(path.read_text(encoding="utf-8").splitlines())
     assert n <= MAX_LINES, f"{_rel(path)} has {n} lines (at most {MAX_LINES})"
@@ -72,7 +74,7 @@ def _functions(tree: ast.Module):
     yield from walk(tree, "", True)
 
 
-@pytest.mark.parametrize("path", MODULES, ids=_rel)
+@pytest.mark.parametrize("path", MODULES + SCRIPTS, ids=_rel)
 def test_functions_say_what_they_promise(path):
     missing = []
     for name, node, public in _functions(_tree(path)):
@@ -90,10 +92,17 @@ def _package_of(path: Path) -> str:
 
 
 def _imported_packages(path: Path) -> set[str]:
-    """The synchrod packages a module imports (relative and absolute imports)."""
+    """The synchrod packages a module imports when it runs (relative and absolute
+    imports; those under ``if TYPE_CHECKING:`` serve annotations only)."""
     depth = len(path.relative_to(PACKAGE).parts) - 1   # 0: a top-level module
     found = set()
-    for node in ast.walk(_tree(path)):
+    tree = _tree(path)
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+                   for stmt in block.body for n in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue  # annotations only: no dependency when the code runs
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 up = node.level - 1

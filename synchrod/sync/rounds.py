@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..core.states import CycleState, SourceEvent
-from ..daemon.ownership import Ownership
 from .cycle import Counts, CycleResult, run_cycle
 from .engine import Engine
 from .runtime import SourceRuntime
+
+if TYPE_CHECKING:
+    from ..daemon.ownership import Ownership  # `once` leaves sources a daemon works
 
 
 async def run_round(engine: Engine, only: str | None = None, dry_run: bool = False,
