@@ -3,11 +3,17 @@ databases, real files: they only read and write what the `env` fixture
 of conftest.py provides)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import NOW
+
 from synchrod.testing.recorders import CallSpec, FileSpec
 
 
@@ -223,3 +229,20 @@ def run_bounded(env, max_rounds: int = 20, only: str | None = None):
     totals = asyncio.run(go())
     assert all(t.cycles < max_rounds for t in totals.values()), totals
     return totals
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str):
+    """A real filesystem of ``size`` (``8m``) mounted at ``where`` for the
+    test (a full disk needs one); skips the test where mounting needs root."""
+    where.mkdir(exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

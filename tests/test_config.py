@@ -808,3 +808,42 @@ def test_distinct_target_paths_in_file_order_audio_first():
     # a path both lists name is the audio one, with its own watermark
     assert paths[0][1].watermark == from_dict(base()).target.audio_paths[0].watermark
     assert [kind for kind, _ in from_dict(base()).target.distinct_paths()] == ["audio"] * 3
+
+
+def test_storage_defaults_are_specs():
+    st = from_dict(base()).storage
+    assert not st.enabled and st.mode == "retention_priority" and st.check_interval == 30
+    assert [(b.enter, b.exit) for b in (st.thresholds.warning, st.thresholds.critical,
+                                        st.thresholds.emergency)] == [(75, 70), (90, 87), (99, 97)]
+    assert st.subscribers == ()
+    raw = with_value(base(), "storage", {"enabled": True, "levels": {"critical": {"enter": 92}},
+                                         "subscribers": ["http://127.0.0.1:8080/events"]})
+    st = from_dict(raw).storage
+    assert st.enabled and (st.thresholds.critical.enter, st.thresholds.critical.exit) == (92, 87)
+    assert st.subscribers == ("http://127.0.0.1:8080/events",)
+    # a level's own default exit is kept: entering below it is refused
+    raw = with_value(base(), "storage.levels", {"critical": {"enter": 85}})
+    assert error(raw).path == "storage.levels.critical.exit"
+
+
+def test_storage_levels_every_error_at_once():
+    raw = with_value(base(), "storage.levels", {"warning": {"enter": 80, "exit": 85},
+                                                "critical": {"enter": 80, "exit": 79},
+                                                "emergency": {"enter": 101}})
+    with pytest.raises(ConfigError) as info:
+        from_dict(raw)
+    paths = [e.path for e in info.value.errors]
+    assert paths == ["storage.levels.emergency.enter",       # the field's own check first
+                     "storage.levels.warning.exit",           # enter > exit
+                     "storage.levels.critical.enter",         # above warning's
+                     "storage.levels.critical.exit"], paths
+
+
+def test_storage_mode_and_subscribers():
+    err = error(with_value(base(), "storage.mode", "recording_priority"))
+    assert err.path == "storage.mode" and "retention_priority" in err.message
+    assert error(with_value(base(), "storage.mode", "fast")).path == "storage.mode"
+    assert error(with_value(base(), "storage.subscribers", ["ftp://x/y"])).path == "storage.subscribers[0]"
+    assert error(with_value(base(), "storage.subscribers",
+                            ["http://a/e", "http://a/e"])).path == "storage.subscribers[1]"
+    assert error(with_value(base(), "storage.check_interval", 0)).path == "storage.check_interval"

@@ -9,14 +9,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import _daemon
-from _daemon import status_json, synchrod as synchrod_cli, wait_until
+import pytest
+from _daemon import status_json, wait_until
+from _daemon import synchrod as synchrod_cli
 from _monitor import enable_monitor, start_monitor
-from _sync_helpers import attempts, blob, set_target, spec
-from synchrod.fs.targets import fs_usage
+from _sync_helpers import attempts, blob, set_target, spec, tmpfs
 from test_metrics import scrape
+
+from synchrod.fs.targets import fs_usage
 
 daemons = _daemon.daemons
 
@@ -24,16 +25,8 @@ daemons = _daemon.daemons
 @pytest.fixture
 def small_fs(tmp_path):
     """A real 8 MiB filesystem (tmpfs), as a full disk needs one."""
-    where = tmp_path / "small"
-    where.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs", str(where)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    yield where
-    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+    with tmpfs(tmp_path / "small", "8m") as where:
+        yield where
 
 
 def _unknown_size(tag: str, n: int, size: int) -> list:

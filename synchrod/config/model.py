@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from ..core.levels import Band, Mode, Thresholds
 from .rules import check_rules, is_loopback
 from .schema import GOVERNED_FILE_TYPES, INTERVALS, SCHEMA
 from .validator import ConfigError, dsn
@@ -128,6 +129,17 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """The ``storage`` section: space management on the target (SPEC §9)."""
+
+    enabled: bool
+    mode: Mode
+    check_interval: int
+    thresholds: Thresholds
+    subscribers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     """The ``logging`` section."""
 
@@ -145,6 +157,7 @@ class Config:
     sources: tuple[SourceConfig, ...]
     monitor: MonitorConfig
     logging: LoggingConfig
+    storage: StorageConfig
 
     def source(self, sysname: str) -> SourceConfig | None:
         """The source called ``sysname``; None if there is none."""
@@ -192,7 +205,16 @@ def from_dict(raw: Any, path: str | None = None) -> Config:
         monitor=MonitorConfig(m["enabled"], m["listen"], m["jwt_secret_file"], m["token_ttl"],
                               tuple(MonitorUser(**u) for u in m["users"]), m["history_days"]),
         logging=LoggingConfig(**lg),
+        storage=_storage(data["storage"]),
     )
+
+
+def _storage(st: dict[str, Any]) -> StorageConfig:
+    lv = st["levels"]
+    return StorageConfig(st["enabled"], Mode(st["mode"]), st["check_interval"],
+                         Thresholds(*(Band(lv[n]["enter"], lv[n]["exit"])
+                                      for n in ("warning", "critical", "emergency"))),
+                         tuple(st["subscribers"]))
 
 
 def resolve_path(cli_path: str | None) -> str:

@@ -81,6 +81,28 @@ def check_rules(data: Any) -> list[ConfigError]:
             errors += _check_paths_unique(key, section)
     if _mapping(data["monitor"]):
         errors += check_monitor(data["monitor"])
+    if _mapping(data["storage"]) and _mapping(data["storage"]["levels"]):
+        errors += check_levels(data["storage"]["levels"])
+    return errors
+
+
+def check_levels(levels: dict[str, Any]) -> list[ConfigError]:
+    """Each level entered above where it is left, and warning < critical <
+    emergency for both percentages."""
+    errors = []
+    bands = {name: band for name, band in levels.items()
+             if _mapping(band) and INVALID not in band.values()}
+    for name, band in bands.items():
+        if band["enter"] <= band["exit"]:
+            errors.append(ConfigError(f"storage.levels.{name}.exit",
+                                      f"must be below enter ({band['enter']}), not {band['exit']}"))
+    order = [n for n in ("warning", "critical", "emergency") if n in bands]
+    for low, high in zip(order, order[1:]):
+        for key in ("enter", "exit"):
+            if bands[low][key] >= bands[high][key]:
+                errors.append(ConfigError(f"storage.levels.{high}.{key}",
+                                          f"must be above {low}'s ({bands[low][key]}), "
+                                          f"not {bands[high][key]}"))
     return errors
 
 

@@ -45,6 +45,25 @@ _video_paths = Section({
     "additional_paths": Field(ListOf(_target_path), list),
 })
 
+def _storage_mode(value: Any, path: str) -> str:
+    if value == "recording_priority":
+        raise ConfigError(path, "recording_priority prunes the oldest calls, which this version "
+                                "of synchrod does not do yet: use retention_priority")
+    return choice("retention_priority")(value, path)
+
+
+def _http_url(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^\s/?#]+[^\s]*$", value):
+        raise ConfigError(path, f"must be an http:// or https:// URL, not {value!r}")
+    return value
+
+
+def _band(enter: int, exit_: int) -> Field:
+    """A level's percentages of use, with that level's defaults."""
+    return Field(Section({"enter": Field(integer(1, 100), enter),
+                          "exit": Field(integer(0, 100), exit_)}), dict)
+
+
 SCHEMA = Section({
     "synchro": Field(Section({
         "enabled": Field(boolean, True),
@@ -107,6 +126,18 @@ SCHEMA = Section({
         })), list),
         # cycle history (synchrod.runs) older than this is pruned
         "history_days": Field(integer(1, 3650), 30),
+    }), dict),
+    # space management on the target (SPEC §9)
+    "storage": Field(Section({
+        "enabled": Field(boolean, False),
+        "mode": Field(_storage_mode, "retention_priority"),
+        "check_interval": Field(integer(1, 3600), 30),
+        "levels": Field(Section({
+            "warning": _band(75, 70),
+            "critical": _band(90, 87),
+            "emergency": _band(99, 97),
+        }), dict),
+        "subscribers": Field(ListOf(_http_url, unique=True), list),
     }), dict),
     "logging": Field(Section({
         "level": Field(choice("debug", "info", "warning", "error"), "info"),

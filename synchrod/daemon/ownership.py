@@ -33,6 +33,7 @@ class Ownership:
         self.role = role
         self.conn: asyncpg.Connection | None = None
         self.held: set[str] = set()
+        self.duties: set[str] = set()   # singleton jobs this daemon runs (storage, ...)
         self.on_lost: Callable[[], None] | None = None
         self.lock = asyncio.Lock()   # one statement at a time on the connection
         self.lost = 0                # times the connection (and every lock) was lost
@@ -71,6 +72,7 @@ class Ownership:
         if self.held:
             log.warning("ownership_lost", sources=sorted(self.held), reason=why)
         self.held = set()
+        self.duties = set()
         self.lost += 1
         conn, self.conn = self.conn, None
         if self.on_lost is not None:
@@ -95,6 +97,23 @@ class Ownership:
                 self._forget(redact(str(exc)))
                 return set()
         return self.held & wanted
+
+    async def claim_duty(self, duty: str) -> bool:
+        """Whether this daemon runs the singleton job ``duty`` (space management,
+        ...): held until the owner connection ends, so exactly one live daemon
+        runs it; False when the replay database cannot be reached."""
+        async with self.lock:
+            if duty in self.duties and self.connected:
+                return True
+            try:
+                conn = await self._connection()
+                if await conn.fetchval(daemons.CLAIM_DUTY, daemons.DUTY_CLASS, duty):
+                    self.duties.add(duty)
+                    log.info("duty_claimed", duty=duty)
+            except UNREACHABLE as exc:
+                self._forget(redact(str(exc)))
+                return False
+        return duty in self.duties
 
     async def release(self, names: Iterable[str]) -> None:
         """Gives up the locks of the named sources this daemon holds (others are ignored); they

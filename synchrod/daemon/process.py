@@ -29,6 +29,7 @@ from ..sync.engine import Engine
 from .ownership import Ownership
 from .runner import Control, run_forever
 from .sdnotify import Notifier
+from .storagewatch import StorageWatch
 from .watcher import ConfigWatcher, content_digest
 
 log = structlog.get_logger("synchrod")
@@ -57,6 +58,7 @@ class Daemon:
         self.ownership = Ownership(cfg.target.database, engine.daemon_name, self._run_now)
         self.watcher = ConfigWatcher(cfg.path)
         self.monitor = Monitor(self) if cfg.monitor.enabled else None
+        self.storage = StorageWatch(engine, self.ownership, lambda: self.monitor)
         self.host, self.pid, self.version = socket.gethostname(), os.getpid(), __version__
         self.state = DaemonState.STARTING
         self.started_at = clock.now()
@@ -115,9 +117,10 @@ class Daemon:
                 await self.engine.close()
                 return exits.UNAVAILABLE
         self.watcher.start()
+        self.storage.start()
         helpers = [asyncio.create_task(c) for c in (
             self._reloader(), self._watch_file(), self._watchdog(), self._publisher(),
-            self._forcer(), self._pruner(), self._target_measurer())]
+            self._forcer(), self._pruner(), self._target_measurer(), self.storage.run())]
         cfg = self.engine.config
         log.info("started", version=__version__, config=self.path, daemon=self.engine.daemon_name,
                  sources=[s.sysname for s in cfg.sources], target=cfg.target.sysname)
@@ -141,6 +144,7 @@ class Daemon:
             await asyncio.gather(*helpers, return_exceptions=True)
             if self.monitor is not None:
                 await self.monitor.stop()
+            await self.storage.close()
             self.watcher.stop()
             await self.ownership.execute(daemons.FORGET, self.engine.daemon_name)
             await self.ownership.close()
@@ -244,6 +248,7 @@ class Daemon:
             if (new.logging.level, new.logging.format) != (old.logging.level, old.logging.format):
                 logs.setup(new.logging.level, new.logging.format)
             removed = self.engine.apply_config(new)
+            self.storage.apply_config(new.storage)
             wanted = {s.sysname for s in new.sources if s.enabled}
             await self.ownership.release(self.ownership.held - wanted)
             self.control.config_changed()

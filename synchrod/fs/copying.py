@@ -13,6 +13,7 @@ import ctypes.util
 import errno
 import hashlib
 import os
+from collections.abc import Callable
 
 from .. import faults
 from ..core.naming import temp_name
@@ -81,11 +82,16 @@ def _copy_hashing(src: int, dst: int | None, size: int) -> tuple[int, str]:
     return copied, h.hexdigest()
 
 
-def copy_to(src_fd: int, size: int, dest: str, sha256: bool) -> str | None:
+def copy_to(src_fd: int, size: int, dest: str, sha256: bool,
+            abandon: Callable[[str], bool] | None = None) -> str | None:
     """Copies ``size`` bytes to ``dest`` through a temporary sibling and a
     rename, so ``dest`` is either absent or complete. Durability comes from
-    :func:`syncfs` of the batch. Returns the sha256 when asked for."""
+    :func:`syncfs` of the batch. Returns the sha256 when asked for.
+    ``abandon(dest)`` true before the copy starts or before its rename (its
+    filesystem reached emergency): the temporary file is removed and
+    TargetError ``storage_emergency`` raised (not the call's fault)."""
     directory = os.path.dirname(dest)
+    _check_abandoned(abandon, dest)
     tmp = temp_name(dest)
     try:
         make_dirs(directory)
@@ -113,11 +119,22 @@ def copy_to(src_fd: int, size: int, dest: str, sha256: bool) -> str | None:
         remove(dest, final=False)
         raise CallError("size_mismatch", f"copied {written} of {size} bytes")
     try:
+        _check_abandoned(abandon, dest)
+    except TargetError:
+        remove(dest, final=False)
+        raise
+    try:
         os.rename(tmp, dest)
     except OSError as exc:
         remove(dest, final=False)
         raise _target_error(exc, dest) from None
     return digest
+
+
+def _check_abandoned(abandon: Callable[[str], bool] | None, dest: str) -> None:
+    if abandon is not None and abandon(dest):
+        raise TargetError("storage_emergency", f"{dest}: its filesystem is at the emergency "
+                                               "storage level; the copy is abandoned")
 
 
 def make_dirs(directory: str) -> None:

@@ -18,6 +18,7 @@ class TargetState:
     """A target path as the media phase and the monitor see it."""
     usage: FsUsage | None
     problem: str | None   # why it takes no new files besides being full; None: open
+    filesystem: str | None = None   # the mount point of the path's filesystem
 
 
 def target_state(path: str) -> TargetState:
@@ -37,7 +38,22 @@ def target_state(path: str) -> TargetState:
     if problem:
         return TargetState(None, problem)
     usage = fs_usage(path)
-    return TargetState(usage, None if usage else "cannot read filesystem usage")
+    return TargetState(usage, None if usage else "cannot read filesystem usage",
+                       mount_point(path, st.st_dev))
+
+
+def mount_point(path: str, dev: int) -> str:
+    """The top directory of ``path`` still on device ``dev``: its filesystem's mount point."""
+    path = os.path.abspath(path)
+    while path != "/":
+        parent = os.path.dirname(path)
+        try:
+            if os.stat(parent).st_dev != dev:
+                break
+        except OSError:
+            break
+        path = parent
+    return path
 
 
 def _write_probe(path: str) -> str | None:

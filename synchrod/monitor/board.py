@@ -8,14 +8,15 @@ so a request never waits on a disk or a database.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import structlog
 
 from ..control import views
 from ..control.handle import DaemonHandle
 from ..core import clock
+from ..core.levels import ALARMS, Level
 from ..core.states import COUNT_KEYS
 from ..pg.connect import redact
 from ..replay import controls, daemons, reads
@@ -100,9 +101,11 @@ class Board:
                 "config": self.config_view(),
                 "generated_at": clock.iso(now)}
 
-    def gauges(self) -> tuple[list[dict], list[dict]]:
-        """(sources, target paths) as views, for the Prometheus gauges at scrape time."""
-        return self.sources(), self._target_views(self.daemon.engine.target_states)
+    def gauges(self) -> tuple[list[dict], list[dict], list[dict]]:
+        """(sources, target paths, storage filesystems) as views, for the
+        Prometheus gauges at scrape time."""
+        return (self.sources(), self._target_views(self.daemon.engine.target_states),
+                self.daemon.engine.storage.views())
 
     # --- target paths ------------------------------------------------------------
     def _target_views(self, states: dict) -> list[dict]:
@@ -171,6 +174,21 @@ class Board:
             self._alarmed.pop(name)
             self.hub.publish("alarm", {"kind": "source_recovered", "source": name,
                                        "message": f"{name} works again", "at": clock.iso(clock.now())})
+
+    def on_storage(self, event: dict) -> None:
+        """A storage threshold event: a live ``storage`` event, and the alarm of
+        the filesystem's new level (none once back to normal)."""
+        self.hub.publish("storage", event)
+        key, level = f"fs:{event['filesystem']}", Level[event["level"].upper()]
+        if level is Level.NORMAL:
+            self._alarmed.pop(key, None)
+            return
+        self.alarm(ALARMS[level], None, f"{event['filesystem']} is {event['percentageUtilization']} % "
+                   f"used: storage level {event['level']}", key=key)
+
+    def clear_alarm(self, key: str) -> None:
+        """The episode of the alarm under ``key`` is over: the next one is raised again."""
+        self._alarmed.pop(key, None)
 
     def alarm(self, kind: str, source: str | None, message: str, key: str | None = None) -> None:
         """Raised once per episode: a source down for an hour is one alarm."""

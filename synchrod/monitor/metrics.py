@@ -19,6 +19,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 
 from .. import __version__
+from ..core.levels import Level
 from ..core.states import OUTCOMES
 
 CYCLE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -88,7 +89,7 @@ class Metrics:
 
 
 class _LiveCollector:
-    def __init__(self, gauges: Callable[[], tuple[list[dict], list[dict]]]):
+    def __init__(self, gauges: Callable[[], tuple[list[dict], list[dict], list[dict]]]):
         self.gauges = gauges
 
     def describe(self) -> Iterable:
@@ -98,7 +99,7 @@ class _LiveCollector:
         """The gauges, from the live views at scrape time: per source backlog, lag, up (not
         for a standby source), last success, enabled, paused, stalled; per target path use,
         watermark, full, available; the build. Unknown values and gone sources have no series."""
-        sources, paths = self.gauges()
+        sources, paths, filesystems = self.gauges()
         backlog = GaugeMetricFamily("synchrod_backlog_calls",
                                     "Eligible calls not yet synchronized", labels=["source"])
         lag = GaugeMetricFamily("synchrod_sync_lag_seconds", "Age of the oldest eligible call "
@@ -140,7 +141,16 @@ class _LiveCollector:
             watermark.add_metric([p["path"]], p["watermark"] / 100)
             full.add_metric([p["path"]], 1 if p["above_watermark"] else 0)
             available.add_metric([p["path"]], 0 if p["problem"] else 1)
+        level = GaugeMetricFamily("synchrod_storage_level", "Storage level of the filesystem "
+                                  "(0 normal, 1 warning, 2 critical, 3 emergency)",
+                                  labels=["filesystem"])
+        accepting = GaugeMetricFamily("synchrod_storage_accepting", "1 when the path takes new "
+                                      "files at its filesystem's storage level", labels=["path"])
+        for fs in filesystems:
+            level.add_metric([fs["filesystem"]], Level[fs["level"].upper()].value)
+            for path in fs["paths"]:
+                accepting.add_metric([path], 1 if fs["accepting"] else 0)
         info = InfoMetricFamily("synchrod_build", "Version of synchrod",
                                 value={"version": __version__})
         yield from (backlog, lag, up, last_ok, enabled, paused, stalled, usage, watermark, full,
-                    available, info)
+                    available, level, accepting, info)

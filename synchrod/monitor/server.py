@@ -159,6 +159,7 @@ class Monitor:
         for src in self.config.sources:
             self.metrics.add_source(src.sysname)
         self.daemon.engine.cycle_listeners.append(self._on_cycle)
+        self.daemon.engine.storage_listeners.append(self.board.on_storage)
         host, _, port = cfg.listen.rpartition(":")
         host = host.strip("[]")
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)

@@ -77,6 +77,10 @@ CLAIM_SOURCES = """
 SELECT n FROM unnest($2::text[]) AS n WHERE pg_try_advisory_lock($1, hashtext(n))
 """
 RELEASE_SOURCES = "SELECT count(pg_advisory_unlock($1, hashtext(n))) FROM unnest($2::text[]) AS n"
+# singleton jobs (space management, ...): one live daemon runs each
+DUTY_CLASS = 0x5359_4E44  # "SYND"
+CLAIM_DUTY = "SELECT pg_try_advisory_lock($1, hashtext($2))"
+
 _NOTIFY = "SELECT pg_notify($1, $2)"
 _LISTENING = """
 SELECT count(*) FROM pg_stat_activity

@@ -25,6 +25,7 @@ from ..pg import introspect
 from ..pg.connect import UNREACHABLE, create_pool, redact
 from ..pg.introspect import read_catalog
 from ..replay import controls, reads, schema
+from ..storage.levels import StorageLevels
 from .runtime import SourceRuntime, media_pool
 
 if TYPE_CHECKING:
@@ -52,8 +53,15 @@ class Engine:
     # called with (runtime, CycleResult) after every cycle: metrics, live events
     cycle_listeners: list[Callable[[SourceRuntime, CycleResult], None]] = field(default_factory=list)
     daemon_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    # storage levels of the target filesystems (space management, SPEC §9)
+    storage: StorageLevels = field(init=False)
+    # called with every storage event: the monitor's live events and alarms
+    storage_listeners: list[Callable[[dict], None]] = field(default_factory=list)
     _tasks: set = field(default_factory=set)
     _job_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        self.storage = StorageLevels(self.config.storage)
 
     async def open(self, migrate: bool = True) -> None:
         """Connects to the replay database, migrates synchrod's schema (unless
@@ -86,6 +94,14 @@ class Engine:
     def target_problems(self) -> dict[str, str]:
         """Target path -> why it takes no new files (missing, unwritable)."""
         return {p: st.problem for p, st in self.target_states.items() if st.problem}
+
+    async def measure_storage(self) -> list[dict]:
+        """Measures the target paths (bounded, off the event loop) and updates
+        the storage levels; the threshold events of the levels that changed."""
+        states = await self.measure_targets()
+        return self.storage.update(states, tuple(p.path for _, p in
+                                                 self.config.target.distinct_paths()),
+                                   self.daemon_name)
 
     def note_target_states(self, states: dict[str, targets.TargetState]) -> None:
         """Adopts a measurement of target paths; logs a path that closes or opens."""
@@ -120,6 +136,7 @@ class Engine:
         """Adopts a (re)loaded configuration; sources keep their runtime.
         Returns the names of the sources it removed."""
         self.config = config
+        self.storage.apply_config(config.storage)
         workers = config.synchro.copy_workers
         for src in config.sources:
             runtime = self.sources.get(src.sysname)

@@ -8,7 +8,7 @@ makes the copies durable with one ``syncfs`` per target filesystem.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .. import errors, faults
 from ..core import naming
@@ -68,8 +68,12 @@ async def transfer(engine: Engine, runtime: SourceRuntime, candidates: Sequence[
         states = await runtime.media(cfg.synchro.io_timeout, targets.target_states, engine.config.target_paths())
         engine.note_target_states(states)
         usage = {p: st.usage for p, st in states.items() if st.problem is None and st.usage}
-        placers = {"audio": Placer(cfg.target.audio_paths, usage, engine.balance_ledger),
-                   "video": Placer(cfg.target.video_paths, usage, engine.balance_ledger)}
+        # a filesystem at a storage level that takes no new files is closed to placement
+        open_paths = engine.storage.accepting
+        placers = {"audio": Placer([p for p in cfg.target.audio_paths if open_paths(p.path)],
+                                   usage, engine.balance_ledger),
+                   "video": Placer([p for p in cfg.target.video_paths if open_paths(p.path)],
+                                   usage, engine.balance_ledger)}
 
     jobs: list[tuple[Candidate, list[tuple[CFile, str | None]]]] = []
     job_roots: list[set[str]] = []  # target paths each job writes below
@@ -106,7 +110,7 @@ async def transfer(engine: Engine, runtime: SourceRuntime, candidates: Sequence[
         await journal.record_intents(replay_conn, src.sysname, [d for _, ds in jobs for _, d in ds])
 
     results = await _run_jobs(runtime, jobs, cfg.synchro.verify == "sha256", cfg.synchro.io_timeout,
-                              max_size)
+                              max_size, engine.storage.abandons)
     faults.point("after_copy", src.sysname)
     for (p, dests), chosen, result in zip(jobs, job_roots, results):
         if isinstance(result, BaseException):
@@ -124,9 +128,10 @@ async def transfer(engine: Engine, runtime: SourceRuntime, candidates: Sequence[
 
 
 async def _run_jobs(runtime: SourceRuntime, jobs, sha: bool, io_timeout: float,
-                    max_size: int | None) -> list:
+                    max_size: int | None, abandon: Callable[[str], bool]) -> list:
     """Runs the jobs in the source's pool, one chunk per worker; a result per
-    job, in order: its files, or the exception that failed it."""
+    job, in order: its files, or the exception that failed it. A copy whose
+    filesystem reaches emergency meanwhile is abandoned (``abandon``)."""
     if not jobs:
         return []
     src = runtime.config
@@ -138,7 +143,7 @@ async def _run_jobs(runtime: SourceRuntime, jobs, sha: bool, io_timeout: float,
         for p, dests in chunk:
             try:
                 out.append(_deliver_files(p, dests, mount_real, src.mount_path, src.copy_files, sha,
-                                          max_size))
+                                          max_size, abandon))
             except (errors.CallError, errors.TargetError) as exc:
                 out.append(exc)
             runtime.touch()
@@ -153,7 +158,8 @@ async def _run_jobs(runtime: SourceRuntime, jobs, sha: bool, io_timeout: float,
 
 
 def _deliver_files(p: Candidate, dests, mount_real: str, mount_path: str, copy: bool,
-                   sha: bool, max_size: int | None) -> tuple[NewFile, ...]:
+                   sha: bool, max_size: int | None,
+                   abandon: Callable[[str], bool]) -> tuple[NewFile, ...]:
     # every file is located (nothing read) before any is read: a call with
     # one unsafe path has nothing read at all
     located = []
@@ -164,13 +170,14 @@ def _deliver_files(p: Candidate, dests, mount_real: str, mount_path: str, copy: 
             if max_size is not None and size > max_size:
                 raise errors.CallError("out_of_range", f"{f.cfpath}: {size} bytes, more than the "
                                       f"replay database's cfiles.cfsize holds ({max_size})")
-        return tuple(_copy(located, dests, sha) if copy else _link(located, dests, mount_path, sha))
+        return tuple(_copy(located, dests, sha, abandon) if copy
+                     else _link(located, dests, mount_path, sha))
     finally:
         for pfd, _ in located:
             os.close(pfd)
 
 
-def _copy(located, dests, sha: bool):
+def _copy(located, dests, sha: bool, abandon: Callable[[str], bool]):
     written = []
     try:
         for (pfd, st), (f, dest) in zip(located, dests):
@@ -178,7 +185,7 @@ def _copy(located, dests, sha: bool):
             fd = sourcefiles.open_located(pfd, f.cfpath)
             try:
                 written.append(dest)
-                digest = copying.copy_to(fd, st.st_size, dest, sha)
+                digest = copying.copy_to(fd, st.st_size, dest, sha, abandon)
             finally:
                 os.close(fd)
             if digest is not None:

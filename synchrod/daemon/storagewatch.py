@@ -1,0 +1,82 @@
+"""The daemon's space-management helper: measures the storage levels every
+``storage.check_interval`` seconds and, on the daemon holding the storage
+duty, logs their events and hands them to the monitor and the subscribers."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ..config import StorageConfig
+from ..storage.subscribers import Subscribers
+from ..sync.engine import Engine
+from .ownership import Ownership
+
+if TYPE_CHECKING:
+    from ..monitor.server import Monitor
+
+log = structlog.get_logger("synchrod")
+
+IDLE_POLL = 5.0   # seconds between looks at the configuration while storage is disabled
+DUTY = "storage"
+
+
+class StorageWatch:
+    """Levels measured for this daemon's placement; events published once,
+    by the daemon that holds the storage duty."""
+
+    def __init__(self, engine: Engine, ownership: Ownership,
+                 monitor: Callable[[], Monitor | None]):
+        self.engine = engine
+        self.ownership = ownership
+        self.monitor = monitor
+        self.subscribers = Subscribers(on_alarm=self._subscriber_alarm)
+
+    def start(self) -> None:
+        """Subscribes the configured URLs (needs the running event loop)."""
+        self.subscribers.apply(self.engine.config.storage.subscribers)
+
+    def apply_config(self, storage: StorageConfig) -> None:
+        """Follows a reload: the subscribers listed now (levels follow the engine's config)."""
+        self.subscribers.apply(storage.subscribers)
+
+    async def run(self) -> None:
+        """Every ``storage.check_interval`` seconds while enabled: measures
+        (off the event loop, bounded) and, holding the duty, publishes the
+        threshold events. Never ends on an error: the next measurement may work."""
+        while True:
+            cfg = self.engine.config.storage
+            if cfg.enabled:
+                try:
+                    events = await self.engine.measure_storage()
+                    if await self.ownership.claim_duty(DUTY):
+                        for event in events:
+                            self._publish(event)
+                except Exception:  # noqa: BLE001 - measuring must not end
+                    log.exception("storage_measure_failed")
+            await asyncio.sleep(cfg.check_interval if cfg.enabled else IDLE_POLL)
+
+    def _publish(self, event: dict) -> None:
+        entering = event["eventAction"].startswith("ENTER_")
+        fields = {k: v for k, v in event.items() if k not in ("daemon", "at", "level")}
+        log.log(logging.WARNING if entering else logging.INFO, "storage_threshold",
+                storage_level=event["level"], **fields)
+        for listener in self.engine.storage_listeners:
+            listener(event)
+        self.subscribers.publish(event)
+
+    def _subscriber_alarm(self, kind: str, url: str, message: str) -> None:
+        monitor = self.monitor()
+        if monitor is None:
+            return
+        if kind == "subscriber_down":
+            monitor.board.alarm(kind, None, message, key=f"subscriber:{url}")
+        else:
+            monitor.board.clear_alarm(f"subscriber:{url}")
+
+    async def close(self) -> None:
+        """Stops delivering to the subscribers."""
+        await self.subscribers.close()
