@@ -192,3 +192,13 @@ def test_mark_for(action, recorded, mark):
 @given(st.sampled_from(list(Action)), st.sampled_from([None, "S", "N", "E", "F"]))
 def test_mark_is_never_e_or_f(action, recorded):
     assert mark_for(action, recorded) in ("S", "N")
+
+
+def test_decide_never_copies_back_a_call_pruned_on_purpose():
+    best = quality("FINISHED", "NO_PROBLEM", 9, 10 ** 9, 600)
+    pruned = TargetCouple(id=7, callid=3, sid="sid-1", state="FINISHED", problemstatus="NO_PROBLEM",
+                          length=60, nfiles=0, nbytes=0, deleted=True)
+    assert decide(best, pruned) is Action.MERGE          # metadata only, mark N
+    assert decide(best, None, tombstoned=True) is Action.MERGE   # its couple deleted: mark N
+    assert decide(best, None) is Action.INSERT
+    assert mark_for(Action.MERGE, None) == "N"

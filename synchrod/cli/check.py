@@ -16,7 +16,6 @@ from ..pg.connect import connect, redact
 from ..pg.introspect import read_catalog
 from ..replay import schema
 
-
 FS_TIMEOUT = 10.0   # seconds a mount or target path may take to answer
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import signal
 import sys
@@ -15,8 +16,9 @@ from ..control.actions import retry_calls
 from ..daemon.ownership import Ownership
 from ..errors import SameDatabaseError, SourceUnreachable, TargetSchemaError
 from ..pg.connect import UNREACHABLE, connect, redact
-from ..replay import daemons
+from ..replay import daemons, reads
 from ..replay.schema import migrate
+from ..storage.purge import purge as purge_calls
 from ..sync.engine import Engine
 from ..sync.rounds import run_once
 from . import render
@@ -214,3 +216,27 @@ async def retry(cfg: Config, args) -> int:
     print(f"{src.sysname}: {scope}: cleared {cleared} E mark(s), reset {reset} failure record(s)"
           + ("; the daemon will try them now" if listening else "; they are tried at the next cycle"))
     return exits.OK
+
+
+async def purge(cfg: Config, args) -> int:
+    """``synchrod purge``: one line per call removed (or that would be), then a
+    summary; 1 when a call named with ``--sid`` could not be removed."""
+    if not _known_source(cfg, args.source):
+        return exits.USAGE
+    conn = await _connect_target(cfg.target.database, "purge")
+    if conn is None:
+        return exits.UNAVAILABLE
+    try:
+        if not await reads.schema_ready(conn):
+            print("synchrod: synchrod's schema is missing in the replay database: run synchrod init-db",
+                  file=sys.stderr)
+            return exits.UNAVAILABLE
+        report = await purge_calls(conn, before=args.before or args.older_than, sids=args.sid,
+                                   source=args.source, metadata=args.metadata,
+                                   dry_run=args.dry_run, reason="cli",
+                                   requested_by=getpass.getuser(), comment=args.comment,
+                                   owned_roots=cfg.target_paths())
+    finally:
+        await conn.close()
+    print(render.purge(report, args.dry_run, args.metadata))
+    return exits.FAILED if args.sid and (report.missing or report.protected) else exits.OK

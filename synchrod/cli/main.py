@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import getpass
 import json
 import sys
@@ -44,8 +45,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="the source whose calls to retry")
     p.add_argument("--sid", action="append", metavar="SID",
                    help="only this call (repeatable); default: every erroneous call")
+    p = cmd("purge", "remove the media (or the calls) of old or named target calls")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--before", metavar="DATE", type=_date,
+                       help="calls that started before DATE (ISO 8601; local time if no zone)")
+    which.add_argument("--older-than", metavar="DAYS", type=_days,
+                       help="calls that started more than DAYS days ago")
+    which.add_argument("--sid", action="append", metavar="SID", help="this call (repeatable)")
+    p.add_argument("--source", help="only calls synchronized from this source")
+    p.add_argument("--metadata", action="store_true",
+                   help="delete the couples too, not only their media (their call once empty)")
+    p.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    p.add_argument("--comment", help="kept with each call's audit record")
     cmd("passwd", "read a password on standard input and print its hash for monitor.users")
     return ap
+
+
+def _date(text: str) -> dt.datetime:
+    """``--before``: an ISO 8601 date or date and time; without a zone, local time."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date: {text!r}") from None
+    return value if value.tzinfo else value.astimezone()
+
+
+def _days(text: str) -> dt.datetime:
+    """``--older-than``: a whole number of days back from now."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of days (1 or more), not {text!r}")
+    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=int(text))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands  # heavy imports only once the config is valid
     handler = {"run": commands.run, "once": commands.once, "check": commands.check,
                "init-db": commands.init_db, "status": commands.status,
-               "run-now": commands.run_now, "retry": commands.retry}[args.command]
+               "run-now": commands.run_now, "retry": commands.retry,
+               "purge": commands.purge}[args.command]
     try:
         return asyncio.run(handler(cfg, args))
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..storage.purge import PurgeReport
     from ..sync.rounds import Totals
 
 
@@ -91,4 +92,18 @@ def summary(totals: Iterable[Totals], dry_run: bool) -> str:
         if t.error:
             lines.append(f"{t.source}: {t.error}")
         lines += [f"{t.source}: would {action} {sid}" for sid, action in t.plan]
+    return "\n".join(lines)
+
+
+def purge(report: PurgeReport, dry_run: bool, metadata: bool) -> str:
+    """``synchrod purge``'s output: a line per call, the skipped ones, a summary."""
+    what = "would remove" if dry_run else "removed"
+    kind = "call" if metadata else "media of"
+    lines = [f"{what} {kind} {line.sid} (cli): {line.files} file(s), {human_bytes(line.bytes)}, "
+             f"started {line.start_ts.isoformat()}" for line in report.removed]
+    lines += [f"skipped {sid}: protected" for sid in report.protected]
+    lines += [f"not found {sid}: no target call has this sid" for sid in report.missing]
+    lines.append(f"{'dry run: ' if dry_run else ''}{len(report.removed)} call(s) "
+                 f"{'would be ' if dry_run else ''}removed ({report.files} file(s), "
+                 f"{human_bytes(report.bytes)}); {len(report.protected)} protected call(s) skipped")
     return "\n".join(lines)

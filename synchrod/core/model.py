@@ -140,3 +140,4 @@ class TargetCouple:
     nbytes: int
     file_paths: tuple[str, ...] = field(default=())
     protected: bool = False
+    deleted: bool = False    # pruned (deleted = 'D'): the media is gone on purpose

@@ -18,12 +18,16 @@ def target_quality(t: TargetCouple) -> Quality:
     return quality(t.state, t.problemstatus, t.nfiles, t.nbytes, t.length)
 
 
-def decide(source: Quality, target: TargetCouple | None) -> Action:
+def decide(source: Quality, target: TargetCouple | None, tombstoned: bool = False) -> Action:
     """A protected target couple is never replaced: its media stays, the
     metadata is unioned (SPEC §3.5; CallREC's triggers forbid deleting its
-    files anyway)."""
+    files anyway). A call pruned or deleted on the target on purpose is never
+    copied back (SPEC §9): a pruned couple (``deleted``) gets the metadata, a
+    tombstoned sid without a couple nothing; both are marked N."""
     if target is None:
-        return Action.INSERT
+        return Action.MERGE if tombstoned else Action.INSERT
+    if target.deleted:
+        return Action.MERGE
     if not target.protected and source_is_better(source, target_quality(target)):
         return Action.REPLACE
     return Action.MERGE

@@ -12,6 +12,7 @@ from ..core.model import TargetCouple
 _COUPLES_BY_SID = """
 SELECT c.id, c.callid, c.sid::text AS sid, c.state::text AS state,
        c.problemstatus::text AS problemstatus, c.length, coalesce(c.protected, false) AS protected,
+       coalesce(c.deleted::text = 'D', false) AS deleted,
        f.nfiles, f.nbytes, f.paths
   FROM callrec.couples c
  CROSS JOIN LATERAL (
@@ -59,8 +60,16 @@ async def couples_by_sid(conn: asyncpg.Connection, sids: Sequence[str]) -> dict[
     rows = await conn.fetch(_COUPLES_BY_SID, list(sids))
     return {r["sid"]: TargetCouple(r["id"], r["callid"], r["sid"], r["state"], r["problemstatus"],
                                    r["length"], r["nfiles"], r["nbytes"], tuple(r["paths"]),
-                                   r["protected"])
+                                   r["protected"], r["deleted"])
             for r in rows}
+
+
+_TOMBSTONED = "SELECT sid FROM synchrod.tombstones WHERE sid = ANY($1::text[])"
+
+
+async def tombstoned(conn: asyncpg.Connection, sids: Sequence[str]) -> set[str]:
+    """The sids among these that were pruned or deleted on the target (never copied back)."""
+    return {r["sid"] for r in await conn.fetch(_TOMBSTONED, list(sids))} if sids else set()
 
 
 async def calls_of_sids(conn: asyncpg.Connection, sids: Sequence[str]) -> dict[str, int]:

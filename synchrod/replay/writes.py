@@ -123,6 +123,7 @@ async def _write(conn, writer: BatchWriter, deliveries, failures, skipped, start
     if sids:
         await conn.fetchval(sql.LOCK_SIDS, sids)
     current = await reads.couples_by_sid(conn, sids) if sids else {}
+    tombstoned = await reads.tombstoned(conn, sids)
     recorded = await reads.synced_marks(conn, src, [(d.couple.id, d.couple.sid) for d in deliveries]) \
         if deliveries else {}
     # the target calls of the other couples of each source call (SPEC §3.5)
@@ -135,7 +136,7 @@ async def _write(conn, writer: BatchWriter, deliveries, failures, skipped, start
     keys: dict[str, int | str] = {}   # source call -> target call id, or a new call's key
     for d in deliveries:
         c, t = d.couple, current.get(d.couple.sid)
-        action = decide(d.quality, t)
+        action = decide(d.quality, t, c.sid in tombstoned)
         if action is not Action.MERGE and d.planned is Action.MERGE:
             # the target lost its copy since planning: nothing was copied, try next cycle
             out.outcomes.append(Outcome(c.id, c.sid, CallOutcome.SKIPPED, "target_changed"))
@@ -147,6 +148,9 @@ async def _write(conn, writer: BatchWriter, deliveries, failures, skipped, start
             writes.new_couples.append((d, key))
             writes.meta.append((d, None))
             writes.synced.append((d, None, "S"))
+        elif t is None:   # pruned and deleted on the target: never copied back, nothing to merge
+            out.marks[c.id] = (c.sid, "N")
+            out.outcomes.append(Outcome(c.id, c.sid, CallOutcome.NOT_USED, "tombstoned"))
         else:
             (writes.replaced if action is Action.REPLACE else writes.merged).append((d, t))
             writes.meta.append((d, t.id))

@@ -232,9 +232,12 @@ async def _cycle(engine: Engine, runtime: SourceRuntime, result: CycleResult, dr
         candidates = [Candidate(c, filters.taken_files(c.files, src, cfg.synchro.only_processed))
                       for c in batch]
         await fill_unknown_sizes(runtime, candidates, cfg.synchro.io_timeout)
-        current = await reads.couples_by_sid(replay_conn, [c.sid for c in batch]) if batch else {}
+        sids = [c.sid for c in batch]
+        current = await reads.couples_by_sid(replay_conn, sids) if batch else {}
+        # a call pruned or deleted on the target on purpose is never copied back
+        gone = await reads.tombstoned(replay_conn, sids) if bookkeeping else set()
         for p in candidates:
-            p.action = decide(p.quality(), current.get(p.couple.sid))
+            p.action = decide(p.quality(), current.get(p.couple.sid), p.couple.sid in gone)
         if dry_run:
             result.dry_run_plan = [(rowcheck.printable(f.couple.sid), f"reject ({f.reason})")
                                    for f in rejected]

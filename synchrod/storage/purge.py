@@ -1,0 +1,95 @@
+"""Removing target calls on request (``synchrod purge``, SPEC §9): the
+selected couples' media (or the couples themselves), batch by batch, each
+batch committed before its files are unlinked; a dry run changes nothing at
+all, in the database or on disk."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from ..fs import copying
+from ..replay import deletions, journal
+
+BATCH = 500   # couples per transaction
+
+
+@dataclass
+class PurgeLine:
+    """One call removed (or that a dry run would remove)."""
+    sid: str
+    start_ts: dt.datetime
+    files: int
+    bytes: int
+
+
+@dataclass
+class PurgeReport:
+    """What a purge did (or would do)."""
+    removed: list[PurgeLine] = field(default_factory=list)
+    protected: list[str] = field(default_factory=list)   # skipped
+    missing: list[str] = field(default_factory=list)     # sids named that no couple has
+
+    @property
+    def files(self) -> int:
+        """Media files of the calls removed."""
+        return sum(line.files for line in self.removed)
+
+    @property
+    def bytes(self) -> int:
+        """Their bytes, as the cfiles rows said."""
+        return sum(line.bytes for line in self.removed)
+
+
+async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
+                sids: Sequence[str] | None = None, source: str | None = None,
+                metadata: bool = False, dry_run: bool = False, reason: str = "cli",
+                requested_by: str | None = None, comment: str | None = None,
+                owned_roots: Sequence[str] = ()) -> PurgeReport:
+    """Removes the media of the target calls started before ``before`` (or
+    with one of ``sids``), of ``source`` only when given; with ``metadata``
+    the couples too. Protected couples are skipped and counted. Every removed
+    call is audited and tombstoned (``replay.deletions``); its files are
+    unlinked once its batch committed (a crash in between leaves them to the
+    next repair). ``dry_run``: only the report."""
+    report = PurgeReport()
+    after = deletions.START
+    while True:
+        page = await deletions.candidates(conn, before=before, sids=sids, source=source,
+                                          metadata=metadata, limit=BATCH, after=after)
+        if not page:
+            break
+        after = (page[-1].start_ts, page[-1].id)
+        report.protected += [c.sid for c in page if c.protected]
+        todo = [c for c in page if not c.protected]
+        sizes = await deletions.sizes(conn, [c.id for c in todo])
+        if dry_run:
+            report.removed += [PurgeLine(c.sid, c.start_ts, *sizes.get(c.id, (0, 0))) for c in todo]
+        elif todo:
+            done = await deletions.prune_batch(conn, [c.id for c in todo], reason=reason,
+                                               requested_by=requested_by, comment=comment,
+                                               metadata=metadata, owned_roots=owned_roots)
+            report.protected += done.protected      # protected since it was listed
+            removed = set(done.sids)
+            report.removed += [PurgeLine(c.sid, c.start_ts, *sizes.get(c.id, (0, 0)))
+                               for c in todo if c.sid in removed]
+            await unlink(conn, done.unlink)
+        if sids is not None:
+            break   # every named sid is in the one page
+    if sids is not None:
+        found = {line.sid for line in report.removed} | set(report.protected)
+        report.missing = sorted(set(sids) - found)
+    return report
+
+
+async def unlink(conn: asyncpg.Connection, paths: Sequence[str]) -> None:
+    """Removes the scheduled files no committed row uses any more (in a
+    thread: a target filesystem may be slow), then forgets them."""
+    if not paths:
+        return
+    gone, still_used = await journal.unlinkable(conn, list(paths))
+    await asyncio.to_thread(lambda: [copying.remove(p) for p in gone])
+    await journal.forget_unlink(conn, gone + still_used)
