@@ -840,8 +840,10 @@ def test_storage_levels_every_error_at_once():
 
 
 def test_storage_mode_and_subscribers():
-    err = error(with_value(base(), "storage.mode", "recording_priority"))
-    assert err.path == "storage.mode" and "retention_priority" in err.message
+    st = from_dict(with_value(base(), "storage.mode", "recording_priority")).storage
+    assert st.mode == "recording_priority" and st.prune_after_days == 60
+    assert not st.prune_metadata and st.max_prune_calls == 10000
+    assert error(with_value(base(), "storage.prune_after_days", 0)).path == "storage.prune_after_days"
     assert error(with_value(base(), "storage.mode", "fast")).path == "storage.mode"
     assert error(with_value(base(), "storage.subscribers", ["ftp://x/y"])).path == "storage.subscribers[0]"
     assert error(with_value(base(), "storage.subscribers",

@@ -134,8 +134,11 @@ class StorageConfig:
 
     enabled: bool
     mode: Mode
+    prune_after_days: int
     check_interval: int
     thresholds: Thresholds
+    prune_metadata: bool
+    max_prune_calls: int
     subscribers: tuple[str, ...]
 
 
@@ -211,10 +214,11 @@ def from_dict(raw: Any, path: str | None = None) -> Config:
 
 def _storage(st: dict[str, Any]) -> StorageConfig:
     lv = st["levels"]
-    return StorageConfig(st["enabled"], Mode(st["mode"]), st["check_interval"],
+    return StorageConfig(st["enabled"], Mode(st["mode"]), st["prune_after_days"],
+                         st["check_interval"],
                          Thresholds(*(Band(lv[n]["enter"], lv[n]["exit"])
                                       for n in ("warning", "critical", "emergency"))),
-                         tuple(st["subscribers"]))
+                         st["prune_metadata"], st["max_prune_calls"], tuple(st["subscribers"]))
 
 
 def resolve_path(cli_path: str | None) -> str:

@@ -45,13 +45,6 @@ _video_paths = Section({
     "additional_paths": Field(ListOf(_target_path), list),
 })
 
-def _storage_mode(value: Any, path: str) -> str:
-    if value == "recording_priority":
-        raise ConfigError(path, "recording_priority prunes the oldest calls, which this version "
-                                "of synchrod does not do yet: use retention_priority")
-    return choice("retention_priority")(value, path)
-
-
 def _http_url(value: Any, path: str) -> str:
     if not isinstance(value, str) or not re.match(r"^https?://[^\s/?#]+[^\s]*$", value):
         raise ConfigError(path, f"must be an http:// or https:// URL, not {value!r}")
@@ -130,13 +123,17 @@ SCHEMA = Section({
     # space management on the target (SPEC §9)
     "storage": Field(Section({
         "enabled": Field(boolean, False),
-        "mode": Field(_storage_mode, "retention_priority"),
+        "mode": Field(choice("retention_priority", "recording_priority"), "retention_priority"),
+        # recording_priority: media of calls older than this is pruned
+        "prune_after_days": Field(integer(1, 3650), 60),
         "check_interval": Field(integer(1, 3600), 30),
         "levels": Field(Section({
             "warning": _band(75, 70),
             "critical": _band(90, 87),
             "emergency": _band(99, 97),
         }), dict),
+        "prune_metadata": Field(boolean, False),   # true: pruning deletes the couples too
+        "max_prune_calls": Field(integer(1, 1_000_000), 10000),   # per pruning round
         "subscribers": Field(ListOf(_http_url, unique=True), list),
     }), dict),
     "logging": Field(Section({

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 from ..config import StorageConfig
+from ..core.levels import Mode
+from ..storage.pruner import prune_round
 from ..storage.subscribers import Subscribers
 from ..sync.engine import Engine
 from .ownership import Ownership
@@ -34,6 +36,7 @@ class StorageWatch:
         self.ownership = ownership
         self.monitor = monitor
         self.subscribers = Subscribers(on_alarm=self._subscriber_alarm)
+        self._foreign: set[str] = set()   # filesystems full of what is not synchrod's to prune
 
     def start(self) -> None:
         """Subscribes the configured URLs (needs the running event loop)."""
@@ -55,18 +58,53 @@ class StorageWatch:
                     if await self.ownership.claim_duty(DUTY):
                         for event in events:
                             self._publish(event)
+                        if cfg.mode is Mode.RECORDING_PRIORITY and self.engine.schema_ready:
+                            await self._prune(cfg)
                 except Exception:  # noqa: BLE001 - measuring must not end
                     log.exception("storage_measure_failed")
             await asyncio.sleep(cfg.check_interval if cfg.enabled else IDLE_POLL)
+
+    async def _prune(self, cfg: StorageConfig) -> None:
+        """One round of automatic pruning, its session events, the alarms of
+        filesystems it could not relieve, then a new measurement (its level
+        events published too)."""
+        async with self.engine.target_pool.acquire(timeout=10) as conn:
+            result = await prune_round(conn, cfg, list(self.engine.storage.filesystems.values()),
+                                       daemon=self.engine.daemon_name,
+                                       owned_roots=self.engine.owned_roots())
+        for event in result.events:
+            log.info("storage_pruned", reason=event["reason"], calls=len(event["sids"]),
+                     files=event["files"], bytes=event["bytes"])
+            self._notify(event)
+        foreign = {fs.filesystem: fs for fs in result.foreign}
+        for name in set(foreign) - self._foreign:
+            fs = foreign[name]
+            message = (f"{name} stays {fs.usage.ratio() * 100:.1f} % used with nothing synchrod may "
+                       "prune there: the rest is protected or not synchrod's")
+            log.warning("foreign_usage", filesystem=name, level=fs.level.label, message=message)
+            monitor = self.monitor()
+            if monitor is not None:
+                monitor.board.alarm("foreign_usage", None, message, key=f"foreign:{name}")
+        for name in self._foreign - set(foreign):
+            monitor = self.monitor()
+            if monitor is not None:
+                monitor.board.clear_alarm(f"foreign:{name}")
+        self._foreign = set(foreign)
+        if result.events:
+            for event in await self.engine.measure_storage():
+                self._publish(event)
+
+    def _notify(self, event: dict) -> None:
+        for listener in self.engine.storage_listeners:
+            listener(event)
+        self.subscribers.publish(event)
 
     def _publish(self, event: dict) -> None:
         entering = event["eventAction"].startswith("ENTER_")
         fields = {k: v for k, v in event.items() if k not in ("daemon", "at", "level")}
         log.log(logging.WARNING if entering else logging.INFO, "storage_threshold",
                 storage_level=event["level"], **fields)
-        for listener in self.engine.storage_listeners:
-            listener(event)
-        self.subscribers.publish(event)
+        self._notify(event)
 
     def _subscriber_alarm(self, kind: str, url: str, message: str) -> None:
         monitor = self.monitor()

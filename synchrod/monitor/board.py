@@ -177,7 +177,11 @@ class Board:
 
     def on_storage(self, event: dict) -> None:
         """A storage threshold event: a live ``storage`` event, and the alarm of
-        the filesystem's new level (none once back to normal)."""
+        the filesystem's new level (none once back to normal); a session
+        event (calls pruned or deleted): a live ``deletion`` event."""
+        if event["eventType"] == "SESSION_EVENT":
+            self.hub.publish("deletion", event)
+            return
         self.hub.publish("storage", event)
         key, level = f"fs:{event['filesystem']}", Level[event["level"].upper()]
         if level is Level.NORMAL:

@@ -46,6 +46,13 @@ class Metrics:
                                   ["source"], buckets=CYCLE_BUCKETS, registry=r)
         self.reloads = Counter("synchrod_config_reloads", "Configuration reloads by result",
                                ["result"], registry=r)
+        self.pruned_calls = Counter("synchrod_pruned_calls", "Calls pruned or deleted on the "
+                                    "target, by reason", ["reason"], registry=r)
+        self.pruned_bytes = Counter("synchrod_pruned_bytes", "Bytes of media pruned or deleted "
+                                    "on the target, by reason", ["reason"], registry=r)
+        for reason in ("age", "critical", "emergency", "api", "cli"):
+            self.pruned_calls.labels(reason)
+            self.pruned_bytes.labels(reason)
         for result in ("success", "failure"):
             self.reloads.labels(result)
         r.register(_LiveCollector(gauges))
@@ -78,6 +85,11 @@ class Metrics:
             self.bytes.labels(source).inc(result.bytes)
         self.cycles.labels(source, result.state).inc()
         self.duration.labels(source).observe(result.seconds)
+
+    def observe_pruning(self, event: dict) -> None:
+        """Counts the calls and bytes of a SESSION_EVENT (pruned or deleted)."""
+        self.pruned_calls.labels(event["reason"]).inc(len(event["sids"]))
+        self.pruned_bytes.labels(event["reason"]).inc(event.get("bytes", 0))
 
     def reloaded(self, ok: bool) -> None:
         """Counts a configuration reload as a success or a failure."""

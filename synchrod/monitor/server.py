@@ -159,7 +159,7 @@ class Monitor:
         for src in self.config.sources:
             self.metrics.add_source(src.sysname)
         self.daemon.engine.cycle_listeners.append(self._on_cycle)
-        self.daemon.engine.storage_listeners.append(self.board.on_storage)
+        self.daemon.engine.storage_listeners.append(self._on_storage)
         host, _, port = cfg.listen.rpartition(":")
         host = host.strip("[]")
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
@@ -168,6 +168,11 @@ class Monitor:
         self.url = f"http://{cfg.listen}"
         self._task = asyncio.create_task(self.board.run(self.db, self.tokens), name="monitor")
         log.info("monitor_listening", url=self.url, users=len(cfg.users))
+
+    def _on_storage(self, event: dict) -> None:
+        if event["eventType"] == "SESSION_EVENT":
+            self.metrics.observe_pruning(event)
+        self.board.on_storage(event)
 
     def _on_cycle(self, runtime, result) -> None:
         self.metrics.observe_cycle(runtime.config.sysname, result)

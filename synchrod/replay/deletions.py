@@ -32,6 +32,20 @@ SELECT c.id, c.sid::text AS sid, c.start_ts, coalesce(c.protected, false) AS pro
  ORDER BY c.start_ts, c.id
  LIMIT $4
 """
+#: the same, of the couples with a file below one of $7 (directories ending in "/")
+_CANDIDATES_ON = """
+SELECT c.id, c.sid::text AS sid, c.start_ts, coalesce(c.protected, false) AS protected
+  FROM callrec.couples c
+ WHERE c.start_ts < $1
+   AND (c.start_ts, c.id) > ($5::timestamptz, $6::bigint)
+   AND ($3::bool OR c.deleted IS DISTINCT FROM 'D')
+   AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM synchrod.synced s
+                                     WHERE s.target_cplid = c.id AND s.source = $2))
+   AND EXISTS (SELECT 1 FROM callrec.cfiles f, unnest($7::text[]) AS r(dir)
+                WHERE f.cplid = c.id AND starts_with(f.cfpath::text, r.dir))
+ ORDER BY c.start_ts, c.id
+ LIMIT $4
+"""
 _CANDIDATES_BY_SID = """
 SELECT c.id, c.sid::text AS sid, c.start_ts, coalesce(c.protected, false) AS protected
   FROM callrec.couples c
@@ -95,14 +109,19 @@ START = (dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc), 0)
 
 async def candidates(conn: asyncpg.Connection, *, before: dt.datetime | None,
                      sids: Sequence[str] | None, source: str | None, metadata: bool,
-                     limit: int, after: tuple[dt.datetime, int] = START) -> list[Candidate]:
+                     limit: int, after: tuple[dt.datetime, int] = START,
+                     roots: Sequence[str] | None = None) -> list[Candidate]:
     """Target couples older than ``before`` (or with one of ``sids``: all of
     them at once), of ``source`` only when given, oldest first, past the
     keyset position ``after``; those already pruned only when ``metadata``
     (their couple may still be deleted). Protected ones are listed too: the
-    caller counts them."""
+    caller counts them. ``roots``: only couples with a file below one of
+    these directories (a filesystem's target paths)."""
     if sids is not None:
         rows = await conn.fetch(_CANDIDATES_BY_SID, list(sids), source, metadata)
+    elif roots is not None:
+        rows = await conn.fetch(_CANDIDATES_ON, before, source, metadata, limit, *after,
+                                [r.rstrip("/") + "/" for r in roots])
     else:
         rows = await conn.fetch(_CANDIDATES, before, source, metadata, limit, *after)
     return [Candidate(r["id"], r["sid"], r["start_ts"], r["protected"]) for r in rows]

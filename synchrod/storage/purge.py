@@ -48,24 +48,33 @@ async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
                 sids: Sequence[str] | None = None, source: str | None = None,
                 metadata: bool = False, dry_run: bool = False, reason: str = "cli",
                 requested_by: str | None = None, comment: str | None = None,
-                owned_roots: Sequence[str] = ()) -> PurgeReport:
+                owned_roots: Sequence[str] = (), max_calls: int | None = None,
+                roots: Sequence[str] | None = None,
+                bytes_wanted: int | None = None) -> PurgeReport:
     """Removes the media of the target calls started before ``before`` (or
     with one of ``sids``), of ``source`` only when given; with ``metadata``
     the couples too. Protected couples are skipped and counted. Every removed
     call is audited and tombstoned (``replay.deletions``); its files are
     unlinked once its batch committed (a crash in between leaves them to the
-    next repair). ``dry_run``: only the report."""
+    next repair). ``dry_run``: only the report. Automatic pruning bounds a
+    round: at most ``max_calls`` calls, only those with a file below
+    ``roots`` (one filesystem's paths), and no more once ``bytes_wanted``
+    bytes are freed."""
     report = PurgeReport()
     after = deletions.START
-    while True:
+    while max_calls is None or len(report.removed) < max_calls:
+        if bytes_wanted is not None and report.bytes >= bytes_wanted:
+            break
         page = await deletions.candidates(conn, before=before, sids=sids, source=source,
-                                          metadata=metadata, limit=BATCH, after=after)
+                                          metadata=metadata, limit=BATCH, after=after, roots=roots)
         if not page:
             break
         after = (page[-1].start_ts, page[-1].id)
         report.protected += [c.sid for c in page if c.protected]
         todo = [c for c in page if not c.protected]
         sizes = await deletions.sizes(conn, [c.id for c in todo])
+        todo = _within(todo, sizes, max_calls and max_calls - len(report.removed),
+                       bytes_wanted and bytes_wanted - report.bytes)
         if dry_run:
             report.removed += [PurgeLine(c.sid, c.start_ts, *sizes.get(c.id, (0, 0))) for c in todo]
         elif todo:
@@ -83,6 +92,21 @@ async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
         found = {line.sid for line in report.removed} | set(report.protected)
         report.missing = sorted(set(sids) - found)
     return report
+
+
+def _within(todo: list, sizes: dict[int, tuple[int, int]], calls: int | None,
+            wanted: int | None) -> list:
+    """The leading candidates within a round's bounds: ``calls`` at most, and
+    no more once ``wanted`` bytes are reached (the one reaching it included)."""
+    out, freed = [], 0
+    for c in todo:
+        if calls is not None and len(out) >= calls:
+            break
+        if wanted is not None and freed >= wanted:
+            break
+        out.append(c)
+        freed += sizes.get(c.id, (0, 0))[1]
+    return out
 
 
 async def unlink(conn: asyncpg.Connection, paths: Sequence[str]) -> None:

@@ -1,0 +1,93 @@
+"""Automatic pruning in recording priority (SPEC §9), by a real daemon on a
+real tmpfs: by age, and at critical the oldest unprotected calls on the
+filesystem (younger ones too) until its use is below critical's exit; the
+session events and metrics; protected calls kept; a filesystem that stays
+full of what synchrod may not prune raises foreign_usage."""
+from __future__ import annotations
+
+
+import pytest
+
+import _daemon
+from _daemon import wait_until
+from _monitor import start_monitor
+from _sync_helpers import blob, spec, tmpfs
+from test_metrics import scrape
+from test_storage_levels import fill_to, storage_env
+
+daemons = _daemon.daemons
+KiB = 1 << 10
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 16 MiB filesystem (tmpfs)."""
+    with tmpfs(tmp_path / "small", "16m") as where:
+        yield where
+
+
+def _files_of(env, sid: str) -> list[str]:
+    return [p for (p,) in env.target("SELECT f.cfpath FROM callrec.cfiles f JOIN callrec.couples c"
+                                     " ON c.id = f.cplid WHERE c.sid = %s", sid)]
+
+
+def test_age_pruning_keeps_protected_and_young_calls(env, daemons, small_fs, tmp_path):
+    storage_env(env, small_fs, tmp_path, mode="recording_priority", prune_after_days=1)
+    day = 24 * 60
+    env.raw["sources"][0]["interval"] = "all"
+    mon = start_monitor(daemons, env)
+    with mon.events() as stream:
+        # the daemon synchronizes them, then its next pruning round takes the old ones
+        env.add_calls(0, [spec("old1", minutes_ago=3 * day), spec("old2", minutes_ago=3 * day - 1),
+                          spec("oldp", minutes_ago=3 * day - 2, protected=True),
+                          spec("young", minutes_ago=60)])
+        wait_until(lambda: set(env.marks(0).values()) == {"S"}, 30, "all four synchronized")
+        pruned = mon.daemon.wait_event("storage_pruned", reason="age", timeout=30)
+        assert pruned["calls"] == 2 and pruned["files"] == 2
+        event = stream.wait("deletion", timeout=20)
+        assert event["eventType"] == "SESSION_EVENT" and event["eventAction"] == "PRUNED"
+        assert sorted(event["sids"]) == ["old1", "old2"] and event["reason"] == "age"
+    assert not list(small_fs.rglob("old1*")) and not list(small_fs.rglob("old2*"))
+    assert list(small_fs.rglob("oldp*")) and list(small_fs.rglob("young*"))
+    assert dict(env.target("SELECT sid, deleted FROM callrec.couples")) == {
+        "old1": "D", "old2": "D", "oldp": None, "young": None}
+    assert env.target("SELECT sid, reason, requested_by FROM synchrod.deletions ORDER BY sid") == [
+        ("old1", "age", mon.daemon.name), ("old2", "age", mon.daemon.name)]
+    m = wait_until(lambda: (lambda s: s if s.get("synchrod_pruned_calls_total", reason="age") == 2
+                            else None)(scrape(mon)), 20, "synchrod_pruned_calls_total 2")
+    assert m.value("synchrod_pruned_bytes_total", reason="age") > 0
+    assert m.value("synchrod_pruned_calls_total", reason="critical") == 0
+    assert mon.daemon.stop() == 0
+
+
+def test_critical_prunes_the_oldest_until_below_exit_then_foreign_usage(env, daemons, small_fs,
+                                                                       tmp_path):
+    storage_env(env, small_fs, tmp_path, mode="recording_priority", prune_after_days=3650)
+    # every file on the small filesystem: six young calls of 256 KiB, one protected
+    calls = [spec(f"c{i}", [blob("AUDIO", f"/c/{i}.wav", size=256 * KiB)], minutes_ago=120 - i)
+             for i in range(6)]
+    calls.insert(2, spec("cp", [blob("AUDIO", "/c/p.wav", size=256 * KiB)], minutes_ago=119,
+                         protected=True))
+    env.add_calls(0, calls)
+    env.once("--source", "rec1", "--until-idle", check_rc=0)
+    assert all(str(small_fs) in p for c in ("c0", "cp", "c5") for p in _files_of(env, c))
+    mon = start_monitor(daemons, env)
+    d = mon.daemon
+    with mon.events() as stream:
+        fill_to(small_fs, 91)
+        # 4 % of 16 MiB to free: the three oldest unprotected calls (0.75 MiB)
+        pruned = d.wait_event("storage_pruned", reason="critical", timeout=30)
+        assert pruned["calls"] == 3, pruned
+        d.wait_event("storage_threshold", eventAction="EXIT_CRITICAL_STORAGE_SPACE", timeout=20)
+        gone = {s for (s,) in env.target("SELECT sid FROM synchrod.deletions")}
+        assert gone == {"c0", "c1", "c2"}, gone            # the oldest three, unprotected
+        assert _files_of(env, "cp") and _files_of(env, "c5")
+        # now only 0.75 MiB of synchrod's is left to prune and 8 % would be needed
+        fill_to(small_fs, 95)
+        d.wait_event("foreign_usage", filesystem=str(small_fs), timeout=30)
+        stream.wait("alarm", lambda a: a["kind"] == "foreign_usage", timeout=20)
+        assert {s for (s,) in env.target("SELECT sid FROM synchrod.deletions")} == {
+            "c0", "c1", "c3", "c2", "c4", "c5"}
+        assert _files_of(env, "cp")                          # never pruned
+        assert env.target("SELECT DISTINCT reason FROM synchrod.deletions") == [("critical",)]
+    assert d.stop() == 0
