@@ -10,11 +10,14 @@ import asyncio
 import hashlib
 import os
 
+import _daemon
 from _daemon import synchrod as synchrod_cli
 from _sync_helpers import spec
 from synchrod.pg.connect import connect
 from synchrod.replay import deletions
 from synchrod.storage.purge import purge
+
+daemons = _daemon.daemons
 
 
 def _calls(env):
@@ -152,3 +155,39 @@ def test_purge_in_process_reports_what_a_dry_run_would_do(env):
     assert [(x.sid, x.files, x.bytes) for x in dry.removed] == [(x.sid, x.files, x.bytes)
                                                                 for x in real.removed]
     assert dry.protected == real.protected == ["oldp"]
+
+
+def test_recordings_pages_need_a_token_and_list_pruned_calls(env, daemons, tmp_path):
+    from _monitor import enable_monitor, start_monitor
+    _calls(env)
+    assert synchrod_cli(env, "purge", "--sid", "old2").returncode == 0
+    enable_monitor(env, tmp_path)
+    mon = start_monitor(daemons, env)
+    assert mon.get("/api/v1/recordings").status == 401
+    token = mon.login()
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = mon.get("/api/v1/recordings", token=token, params=params).expect(200).json()
+        seen += page["recordings"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [r["sid"] for r in seen] == ["old1", "old2", "oldp", "new1", "new2"]   # oldest first
+    by_sid = {r["sid"]: r for r in seen}
+    assert by_sid["old2"]["deleted"] and by_sid["old2"]["files"] == 0
+    assert by_sid["old1"]["files"] == 1 and by_sid["old1"]["bytes"] > 0 and by_sid["old1"]["source"] == "rec1"
+    assert by_sid["oldp"]["protected"] and not by_sid["new1"]["protected"]
+
+    def sids(**params):
+        reply = mon.get("/api/v1/recordings", token=token, params=params).expect(200).json()
+        return [r["sid"] for r in reply["recordings"]]
+    assert sids(deleted="true") == ["old2"]
+    assert sids(protected="true") == ["oldp"]
+    assert sids(source="rec2") == []
+    cut = by_sid["new1"]["start_ts"]
+    assert sids(before=cut) == ["old1", "old2", "oldp"] and sids(after=cut) == ["new1", "new2"]
+    for bad in ({"before": "yesterday"}, {"protected": "maybe"}, {"cursor": "bm9wZQ=="},
+                {"limit": "0"}):
+        assert mon.get("/api/v1/recordings", token=token, params=bad).status == 400, bad
+    assert mon.daemon.stop() == 0

@@ -84,6 +84,8 @@ def test_every_level_both_ways_with_hysteresis(env, daemons, small_fs, tmp_path)
         assert event["filesystem"] == str(small_fs) and 91 < event["percentageUtilization"] < 93
         assert event["daemon"] == d.name
         stream.wait("alarm", lambda a: a["kind"] == "storage_critical", timeout=20)
+        # listed in the status while it lasts: the warning's alarm was replaced
+        assert [x["kind"] for x in mon.status()["alarms"]] == ["storage_critical"]
 
         # critical in retention priority: the path takes no new files, the next one does
         env.add_calls(0, [spec("c1", [blob("AUDIO", "/c/1.wav", size=64 << 10)], minutes_ago=30)])
@@ -123,6 +125,7 @@ def test_every_level_both_ways_with_hysteresis(env, daemons, small_fs, tmp_path)
         wait_actions(d, steps)
         got = [e.json()["eventAction"] for e in stream.snapshot() if e.name == "storage"]
         assert got == [a for a, _ in steps], got
+        assert mon.status()["alarms"] == []   # back to normal: no alarm lasts
     assert attempts(env) == {}
     assert d.stop() == 0
 

@@ -6,24 +6,15 @@ full of what synchrod may not prune raises foreign_usage."""
 from __future__ import annotations
 
 
-import pytest
-
 import _daemon
 from _daemon import wait_until
 from _monitor import start_monitor
-from _sync_helpers import blob, spec, tmpfs
+from _sync_helpers import blob, spec
 from test_metrics import scrape
-from test_storage_levels import fill_to, storage_env
+from test_storage_levels import fill_to, small_fs, storage_env  # noqa: F401 - small_fs: a fixture
 
 daemons = _daemon.daemons
 KiB = 1 << 10
-
-
-@pytest.fixture
-def small_fs(tmp_path):
-    """A real 16 MiB filesystem (tmpfs)."""
-    with tmpfs(tmp_path / "small", "16m") as where:
-        yield where
 
 
 def _files_of(env, sid: str) -> list[str]:
@@ -91,3 +82,46 @@ def test_critical_prunes_the_oldest_until_below_exit_then_foreign_usage(env, dae
         assert _files_of(env, "cp")                          # never pruned
         assert env.target("SELECT DISTINCT reason FROM synchrod.deletions") == [("critical",)]
     assert d.stop() == 0
+
+
+def test_storage_report_plans_the_next_round_and_changes_nothing(env, small_fs, tmp_path):
+    """`synchrod storage`: the filesystem measured now, its level, and the
+    calls the next round would prune first (the protected one held back)."""
+    from _daemon import synchrod as synchrod_cli
+    import json
+    storage_env(env, small_fs, tmp_path, mode="recording_priority", prune_after_days=3650)
+    env.add_calls(0, [spec("s0", [blob("AUDIO", "/s/0.wav", size=256 * KiB)], minutes_ago=90),
+                      spec("sp", [blob("AUDIO", "/s/p.wav", size=256 * KiB)], minutes_ago=89,
+                           protected=True),
+                      spec("s1", [blob("AUDIO", "/s/1.wav", size=256 * KiB)], minutes_ago=88),
+                      spec("s2", [blob("AUDIO", "/s/2.wav", size=256 * KiB)], minutes_ago=87)])
+    env.once("--source", "rec1", "--until-idle", check_rc=0)
+    fill_to(small_fs, 91)
+    proc = synchrod_cli(env, "storage", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["mode"] == "recording_priority"
+    fs, = [f for f in report["filesystems"] if f["filesystem"] == str(small_fs)]
+    assert fs["level"] == "critical" and fs["accepting"] and 0.9 < fs["use_ratio"] < 0.92
+    assert [(c["sid"], c["reason"]) for c in report["plan"]["next"]] == [("s0", "critical"),
+                                                                          ("s1", "critical"),
+                                                                          ("s2", "critical")]
+    assert report["plan"]["held_back"]["protected"] == 1
+    text = synchrod_cli(env, "storage").stdout
+    assert f"filesystem {small_fs}" in text and "level critical" in text and "s0 (critical)" in text
+    assert env.target("SELECT count(*) FROM synchrod.deletions") == [(0,)]
+    assert len(_files_of(env, "s0")) == 1
+
+
+def test_storage_endpoint(env, daemons, small_fs, tmp_path):
+    storage_env(env, small_fs, tmp_path)   # retention priority: nothing is ever pruned
+    mon = start_monitor(daemons, env)
+    fill_to(small_fs, 80)
+    report = wait_until(lambda: (lambda r: r if r["filesystems"] and r["filesystems"][0]["level"] == "warning"
+                                 else None)(mon.get_json("/api/v1/storage")), 20, "level warning")
+    assert report["mode"] == "retention_priority" and report["enabled"]
+    fs = report["filesystems"][0]
+    assert fs["filesystem"] == str(small_fs) and fs["paths"] == [str(small_fs)] and fs["accepting"]
+    assert report["plan"] == {"next": [], "held_back": {"protected": 0, "not_archived": 0,
+                                                        "in_flight": 0}}
+    assert mon.daemon.stop() == 0

@@ -15,9 +15,12 @@ from ..control import status as status_report
 from ..control.actions import retry_calls
 from ..daemon.ownership import Ownership
 from ..errors import SameDatabaseError, SourceUnreachable, TargetSchemaError
+from ..fs import targets
 from ..pg.connect import UNREACHABLE, connect, redact
 from ..replay import daemons, reads
 from ..replay.schema import migrate
+from ..storage import report as storage_report
+from ..storage.levels import StorageLevels
 from ..storage.purge import purge as purge_calls
 from ..sync.engine import Engine
 from ..sync.rounds import run_once
@@ -240,3 +243,28 @@ async def purge(cfg: Config, args) -> int:
         await conn.close()
     print(render.purge(report, args.dry_run, args.metadata))
     return exits.FAILED if args.sid and (report.missing or report.protected) else exits.OK
+
+
+async def storage(cfg: Config, args) -> int:
+    """``synchrod storage``: the filesystems measured now, at the levels the
+    running daemon holds them (its hysteresis), and the next pruning round."""
+    conn = await _connect_target(cfg.target.database, "storage")
+    if conn is None:
+        return exits.UNAVAILABLE
+    try:
+        if not await reads.schema_ready(conn):
+            print("synchrod: synchrod's schema is missing in the replay database: run synchrod init-db",
+                  file=sys.stderr)
+            return exits.UNAVAILABLE
+        levels = StorageLevels(cfg.storage)
+        states = await asyncio.wait_for(asyncio.to_thread(targets.target_states,
+                                                          list(cfg.target_paths())), 30)
+        levels.update(states, tuple(p.path for _, p in cfg.target.distinct_paths()), "cli")
+        levels.adopt_published([fs for d in await daemons.live(conn) for fs in d["storage"]])
+        next_round = await storage_report.plan(conn, cfg.storage, list(levels.filesystems.values()),
+                                               daemon="cli", owned_roots=cfg.target_paths())
+    finally:
+        await conn.close()
+    result = storage_report.report(cfg.storage, levels.views(), next_round)
+    print(json.dumps(result, indent=2) if args.json else render.storage(result))
+    return exits.OK

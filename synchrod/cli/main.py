@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="the source whose calls to retry")
     p.add_argument("--sid", action="append", metavar="SID",
                    help="only this call (repeatable); default: every erroneous call")
+    p = cmd("storage", "show each target filesystem's storage level and the next pruning round")
+    p.add_argument("--json", action="store_true", help="the object of GET /api/v1/storage")
     p = cmd("purge", "remove the media (or the calls) of old or named target calls")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--before", metavar="DATE", type=_date,
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"run": commands.run, "once": commands.once, "check": commands.check,
                "init-db": commands.init_db, "status": commands.status,
                "run-now": commands.run_now, "retry": commands.retry,
-               "purge": commands.purge}[args.command]
+               "purge": commands.purge, "storage": commands.storage}[args.command]
     try:
         return asyncio.run(handler(cfg, args))
     except KeyboardInterrupt:

@@ -107,3 +107,25 @@ def purge(report: PurgeReport, dry_run: bool, metadata: bool) -> str:
                  f"{'would be ' if dry_run else ''}removed ({report.files} file(s), "
                  f"{human_bytes(report.bytes)}); {len(report.protected)} protected call(s) skipped")
     return "\n".join(lines)
+
+
+def storage(report: dict) -> str:
+    """``synchrod storage``'s output: each filesystem, the next round, what it holds back."""
+    if not report["enabled"]:
+        return "space management is disabled (storage.enabled: false)"
+    lines = [f"space management: {report['mode']}"]
+    for fs in report["filesystems"]:
+        lines.append(f"filesystem {fs['filesystem']} ({', '.join(fs['paths'])}): "
+                     f"{fs['use_ratio'] * 100:.1f}% used, level {fs['level']}"
+                     + ("" if fs["accepting"] else ", takes no new files"))
+    if not report["filesystems"]:
+        lines.append("no target path could be measured")
+    plan = report["plan"]
+    lines.append(f"next pruning round: {len(plan['next'])} call(s)"
+                 + (" (first ones listed)" if plan["next"] else ""))
+    lines += [f"  {c['sid']} ({c['reason']}): {human_bytes(c['bytes'])}, started {c['start_ts']}"
+              for c in plan["next"]]
+    held = plan["held_back"]
+    lines.append(f"held back: {held['protected']} protected, {held['not_archived']} not archived, "
+                 f"{held['in_flight']} copies in flight")
+    return "\n".join(lines)

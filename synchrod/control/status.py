@@ -37,7 +37,8 @@ async def gather(cfg: Config | None, conn: asyncpg.Connection) -> dict:
         sources.append(view)
         jobs.append(views.job_view(s.sysname, base, owner["name"] if owner else None))
     return {
-        "daemons": [{k: clock.iso(v) for k, v in d.items() if k not in ("sources", "targets")}
+        "daemons": [{k: clock.iso(v) for k, v in d.items()
+                     if k not in ("sources", "targets", "storage")}
                     for d in live],
         # target path -> (why it takes no new files, the daemon that found it)
         "target_problems": {path: {"problem": problem, "daemon": d["name"]}

@@ -305,7 +305,8 @@ class Daemon:
         """What the daemon publishes in the replay database: its identity, every source's base
         and the target paths' problems."""
         return {**self.identity(), "sources": self.source_bases(),
-                "targets": dict(self.engine.target_problems)}
+                "targets": dict(self.engine.target_problems),
+                "storage": self.engine.storage.published()}
 
     def status_line(self) -> str:
         """One line for systemctl status (sd_notify STATUS=)."""

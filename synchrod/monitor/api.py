@@ -10,7 +10,8 @@ from aiohttp import web
 
 from ..core import clock
 from ..errors import ActionRefused
-from ..replay import controls, history
+from ..replay import controls, history, recordings
+from ..storage import report as storage_report
 from .auth import Unauthorized, check_password
 
 if TYPE_CHECKING:
@@ -48,6 +49,32 @@ def _int_param(request: web.Request, name: str, default: int | None, lo: int, hi
     return value
 
 
+def _time_param(query, name: str) -> dt.datetime | None:
+    """An ISO 8601 date-time query parameter (UTC when it names no zone); ValueError if bad."""
+    raw = query.get(name)
+    if not raw:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an ISO 8601 date and time") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    if not 1 <= value.astimezone(dt.timezone.utc).year <= 9998:
+        raise ValueError(f"{name} is out of range")
+    return value
+
+
+def _bool_param(query, name: str) -> bool | None:
+    """A ``true``/``false`` query parameter; ValueError otherwise."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in ("true", "false"):
+        raise ValueError(f"{name} must be true or false")
+    return raw == "true"
+
+
 class Api:
     """The REST API's routes (``/api/v1``), served by the monitor."""
 
@@ -61,6 +88,8 @@ class Api:
             web.get("/api/v1/status", self.status),
             web.get("/api/v1/sources", self.sources),
             web.get("/api/v1/sources/{sysname}", self.source),
+            web.get("/api/v1/storage", self.storage),
+            web.get("/api/v1/recordings", self.recordings),
             web.get("/api/v1/jobs", self.jobs),
             web.get("/api/v1/runs", self.runs),
             web.get("/api/v1/runs/{id}", self.run),
@@ -94,6 +123,37 @@ class Api:
         if base is None:
             return None
         return self.m.board.source(sysname, base, clock.now())
+
+    async def storage(self, request: web.Request) -> web.Response:
+        """GET /api/v1/storage: the mode, every target filesystem's level and use,
+        and the plan of the next pruning round with what it holds back (no token needed)."""
+        engine = self.m.daemon.engine
+        cfg = engine.config.storage
+        async with self.m.db() as conn:
+            next_round = await storage_report.plan(conn, cfg, list(engine.storage.filesystems.values()),
+                                                   daemon=engine.daemon_name,
+                                                   owned_roots=engine.owned_roots())
+        return json_response(storage_report.report(cfg, engine.storage.views(), next_round))
+
+    async def recordings(self, request: web.Request) -> web.Response:
+        """GET /api/v1/recordings (token needed: it shows phone numbers): a keyset page of
+        the target's recordings, oldest first, filtered by before, after, source, protected,
+        deleted; 400 on a bad parameter or cursor."""
+        self._claims(request)
+        q = request.query
+        try:
+            filters = {"before": _time_param(q, "before"), "after": _time_param(q, "after"),
+                       "source": q.get("source") or None, "protected": _bool_param(q, "protected"),
+                       "deleted": _bool_param(q, "deleted")}
+        except ValueError as exc:
+            return error(400, str(exc))
+        limit = _int_param(request, "limit", 100, 1, 1000)
+        async with self.m.db() as conn:
+            try:
+                body = await recordings.page(conn, **filters, limit=limit, cursor=q.get("cursor"))
+            except recordings.BadCursor as exc:
+                return error(400, str(exc))
+        return json_response(body)
 
     async def jobs(self, request: web.Request) -> web.Response:
         """GET /api/v1/jobs: every source's job (no token needed)."""

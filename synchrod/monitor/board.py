@@ -44,7 +44,7 @@ class Board:
         self.targets: list[dict] = self._target_views({})
         self._last_bases: dict[str, dict] = {}
         self._last_daemon: dict | None = None
-        self._alarmed: dict[str, str] = {}       # source -> kind of the last alarm
+        self._alarmed: dict[str, dict] = {}      # key -> the alarm of its episode, while it lasts
 
     # --- views ------------------------------------------------------------------
     def bases(self) -> dict[str, dict]:
@@ -99,6 +99,7 @@ class Board:
                 "jobs": [views.job_view(n, b, self._owner(n, b)) for n, b in bases.items()],
                 "target_paths": self._target_views(self.daemon.engine.target_states),
                 "config": self.config_view(),
+                "alarms": self.alarms(),
                 "generated_at": clock.iso(now)}
 
     def gauges(self) -> tuple[list[dict], list[dict], list[dict]]:
@@ -197,11 +198,17 @@ class Board:
     def alarm(self, kind: str, source: str | None, message: str, key: str | None = None) -> None:
         """Raised once per episode: a source down for an hour is one alarm."""
         key = key or source or kind
-        if self._alarmed.get(key) == kind and kind != "config_error":
+        current = self._alarmed.get(key)
+        if current is not None and current["kind"] == kind and kind != "config_error":
             return
-        self._alarmed[key] = kind
-        self.hub.publish("alarm", {"kind": kind, "source": source, "message": message,
-                                   "at": clock.iso(clock.now())})
+        alarm = {"kind": kind, "source": source, "message": message, "at": clock.iso(clock.now())}
+        self._alarmed[key] = alarm
+        self.hub.publish("alarm", alarm)
+
+    def alarms(self) -> list[dict]:
+        """The alarms whose episode lasts (a source still down, a filesystem
+        still critical, ...), newest first: ``alarms`` of GET /api/v1/status."""
+        return sorted(self._alarmed.values(), key=lambda a: a["at"], reverse=True)
 
     def publish_changes(self) -> None:
         """A ``source`` and a ``job`` event for each source whose base changed; a ``daemon``
@@ -217,6 +224,8 @@ class Board:
         if d != self._last_daemon:
             if d["config_error"] and (self._last_daemon or {}).get("config_error") != d["config_error"]:
                 self.alarm("config_error", None, d["config_error"])
+            elif not d["config_error"]:
+                self._alarmed.pop("config_error", None)
             if self._last_daemon is not None:
                 self.hub.publish("daemon", d)
             self._last_daemon = d

@@ -14,13 +14,15 @@ import asyncpg
 PUBLISH = """
 INSERT INTO synchrod.daemons AS d (name, host, pid, backend_pid, version, config_path,
                                    config_loaded_at, config_error, config_error_at, state,
-                                   sources, started_at, targets, seen_at)
-VALUES ($1, $2, $3, pg_backend_pid(), $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12::jsonb, now())
+                                   sources, started_at, targets, storage, seen_at)
+VALUES ($1, $2, $3, pg_backend_pid(), $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12::jsonb,
+        $13::jsonb, now())
 ON CONFLICT (name) DO UPDATE SET
     backend_pid = excluded.backend_pid, config_path = excluded.config_path,
     config_loaded_at = excluded.config_loaded_at, config_error = excluded.config_error,
     config_error_at = excluded.config_error_at, state = excluded.state,
-    sources = excluded.sources, targets = excluded.targets, seen_at = now()
+    sources = excluded.sources, targets = excluded.targets, storage = excluded.storage,
+    seen_at = now()
 """
 
 # rows whose owner connection is gone: killed daemons
@@ -33,7 +35,7 @@ FORGET = "DELETE FROM synchrod.daemons WHERE name = $1"
 
 _LIVE = """
 SELECT name, host, pid, version, config_path, config_loaded_at, config_error, config_error_at,
-       state, sources, started_at, seen_at, targets
+       state, sources, started_at, seen_at, targets, storage
   FROM synchrod.daemons
  WHERE backend_pid IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
  ORDER BY started_at, name
@@ -46,7 +48,7 @@ def publish_args(snapshot: dict) -> tuple:
     s = snapshot
     return (s["name"], s["host"], s["pid"], s["version"], s["config_path"], s["config_loaded_at"],
             s["config_error"], s["config_error_at"], s["state"], json.dumps(s["sources"]),
-            s["started_at"], json.dumps(s.get("targets", {})))
+            s["started_at"], json.dumps(s.get("targets", {})), json.dumps(s.get("storage", [])))
 
 
 async def live(conn: asyncpg.Connection) -> list[dict]:
@@ -59,6 +61,7 @@ async def live(conn: asyncpg.Connection) -> list[dict]:
         row = dict(r)
         row["sources"] = json.loads(row["sources"]) if row["sources"] else {}
         row["targets"] = json.loads(row["targets"]) if row["targets"] else {}
+        row["storage"] = json.loads(row["storage"]) if row["storage"] else []
         out.append(row)
     return out
 

@@ -20,7 +20,8 @@ from . import statements
 
 #: candidates oldest first; $1 before (exclusive), $2 a source's couples only
 #: (NULL: all), $3 with pruned couples too (metadata deletion), $4 limit,
-#: $5/$6 the (start_ts, id) of the previous page's last (keyset pagination)
+#: $5/$6 the (start_ts, id) of the previous page's last (keyset pagination),
+#: $7 only couples with a file below one of these directories (NULL: any)
 _CANDIDATES = """
 SELECT c.id, c.sid::text AS sid, c.start_ts, coalesce(c.protected, false) AS protected
   FROM callrec.couples c
@@ -29,20 +30,8 @@ SELECT c.id, c.sid::text AS sid, c.start_ts, coalesce(c.protected, false) AS pro
    AND ($3::bool OR c.deleted IS DISTINCT FROM 'D')
    AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM synchrod.synced s
                                      WHERE s.target_cplid = c.id AND s.source = $2))
- ORDER BY c.start_ts, c.id
- LIMIT $4
-"""
-#: the same, of the couples with a file below one of $7 (directories ending in "/")
-_CANDIDATES_ON = """
-SELECT c.id, c.sid::text AS sid, c.start_ts, coalesce(c.protected, false) AS protected
-  FROM callrec.couples c
- WHERE c.start_ts < $1
-   AND (c.start_ts, c.id) > ($5::timestamptz, $6::bigint)
-   AND ($3::bool OR c.deleted IS DISTINCT FROM 'D')
-   AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM synchrod.synced s
-                                     WHERE s.target_cplid = c.id AND s.source = $2))
-   AND EXISTS (SELECT 1 FROM callrec.cfiles f, unnest($7::text[]) AS r(dir)
-                WHERE f.cplid = c.id AND starts_with(f.cfpath::text, r.dir))
+   AND ($7::text[] IS NULL OR EXISTS (SELECT 1 FROM callrec.cfiles f, unnest($7) AS r(dir)
+                                       WHERE f.cplid = c.id AND starts_with(f.cfpath::text, r.dir)))
  ORDER BY c.start_ts, c.id
  LIMIT $4
 """
@@ -119,11 +108,9 @@ async def candidates(conn: asyncpg.Connection, *, before: dt.datetime | None,
     these directories (a filesystem's target paths)."""
     if sids is not None:
         rows = await conn.fetch(_CANDIDATES_BY_SID, list(sids), source, metadata)
-    elif roots is not None:
-        rows = await conn.fetch(_CANDIDATES_ON, before, source, metadata, limit, *after,
-                                [r.rstrip("/") + "/" for r in roots])
     else:
-        rows = await conn.fetch(_CANDIDATES, before, source, metadata, limit, *after)
+        dirs = [r.rstrip("/") + "/" for r in roots] if roots is not None else None
+        rows = await conn.fetch(_CANDIDATES, before, source, metadata, limit, *after, dirs)
     return [Candidate(r["id"], r["sid"], r["start_ts"], r["protected"]) for r in rows]
 
 

@@ -127,3 +127,11 @@ async def split_referenced(conn: asyncpg.Connection, paths: Sequence[str]) -> tu
     """(unreferenced, referenced) among ``paths``."""
     rows = await conn.fetch(_REFERENCED, list(paths))
     return [r["p"] for r in rows if not r["referenced"]], [r["p"] for r in rows if r["referenced"]]
+
+
+_IN_FLIGHT = "SELECT count(*) FROM synchrod.pending_files"
+
+
+async def in_flight(conn: asyncpg.Connection) -> int:
+    """Copies journaled and not yet committed (a cycle's media in hand)."""
+    return await conn.fetchval(_IN_FLIGHT)

@@ -97,6 +97,21 @@ class StorageLevels:
         filesystem is at emergency. Safe to call from the media pool."""
         return any(is_inside(root, dest) for root in self._abandon)
 
+    def adopt_published(self, published: list[dict]) -> None:
+        """Takes the levels a running daemon published for the same
+        filesystems (its hysteresis knows what a fresh measurement cannot)."""
+        by_name = {fs["filesystem"]: fs["level"] for fs in published}
+        for fs in self.filesystems.values():
+            if fs.filesystem in by_name:
+                fs.level = Level[by_name[fs.filesystem].upper()]
+
+    def published(self) -> list[dict]:
+        """What the daemon publishes for ``synchrod status`` and ``storage``:
+        each filesystem's level, paths and use to the percent (so the row is
+        not rewritten for every file copied)."""
+        return [{**v, "use_ratio": round(v["use_ratio"], 2), "used_bytes": None,
+                 "capacity_bytes": None} for v in self.views()]
+
     def views(self) -> list[dict]:
         """Every measured filesystem as the API shows it, in the file's order of its paths."""
         return [fs.view(self.config) for fs in self.filesystems.values()]

@@ -25,6 +25,8 @@ class PruneRound:
     """What one round pruned (its session events) and which filesystems stay
     full of what is not synchrod's to prune."""
     events: list[dict] = field(default_factory=list)
+    lines: list[tuple[str, object]] = field(default_factory=list)   # (reason, PurgeLine)
+    protected: int = 0                                     # protected calls passed over
     foreign: list[FilesystemLevel] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)    # reason -> calls pruned
     bytes: dict[str, int] = field(default_factory=dict)    # reason -> bytes freed
@@ -41,14 +43,16 @@ def bytes_to_free(fs: FilesystemLevel, config: StorageConfig) -> int:
 
 async def prune_round(conn: asyncpg.Connection, config: StorageConfig,
                       filesystems: Sequence[FilesystemLevel], *, daemon: str,
-                      owned_roots: Sequence[str]) -> PruneRound:
+                      owned_roots: Sequence[str], dry_run: bool = False,
+                      max_calls: int | None = None) -> PruneRound:
     """One round of automatic pruning (nothing in retention priority): the
     full filesystems first, oldest calls on each until enough bytes go, then
-    by age; at most ``max_prune_calls`` calls in all."""
+    by age; at most ``max_prune_calls`` calls in all (``max_calls`` if
+    given). ``dry_run``: the plan of the round, nothing changed."""
     out = PruneRound()
     if config.mode is not Mode.RECORDING_PRIORITY:
         return out
-    budget = config.max_prune_calls
+    budget = config.max_prune_calls if max_calls is None else max_calls
     far_future = clock.now() + dt.timedelta(days=1)
     for fs in filesystems:
         wanted = bytes_to_free(fs, config)
@@ -57,7 +61,8 @@ async def prune_round(conn: asyncpg.Connection, config: StorageConfig,
         reason = "emergency" if fs.level is Level.EMERGENCY else "critical"
         report = await purge(conn, before=far_future, metadata=config.prune_metadata,
                              reason=reason, requested_by=daemon, owned_roots=owned_roots,
-                             max_calls=budget, roots=fs.paths, bytes_wanted=wanted)
+                             max_calls=budget, roots=fs.paths, bytes_wanted=wanted,
+                             dry_run=dry_run)
         budget -= len(report.removed)
         _record(out, reason, report)
         if report.bytes < wanted:
@@ -65,12 +70,15 @@ async def prune_round(conn: asyncpg.Connection, config: StorageConfig,
     if budget > 0:
         before = clock.now() - dt.timedelta(days=config.prune_after_days)
         report = await purge(conn, before=before, metadata=config.prune_metadata, reason="age",
-                             requested_by=daemon, owned_roots=owned_roots, max_calls=budget)
+                             requested_by=daemon, owned_roots=owned_roots, max_calls=budget,
+                             dry_run=dry_run)
         _record(out, "age", report)
     return out
 
 
 def _record(out: PruneRound, reason: str, report) -> None:
+    out.protected += len(report.protected)
+    out.lines += [(reason, line) for line in report.removed]
     if not report.removed:
         return
     out.calls[reason] = out.calls.get(reason, 0) + len(report.removed)

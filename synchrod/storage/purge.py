@@ -24,6 +24,7 @@ class PurgeLine:
     start_ts: dt.datetime
     files: int
     bytes: int
+    couple_id: int = 0
 
 
 @dataclass
@@ -76,14 +77,15 @@ async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
         todo = _within(todo, sizes, max_calls and max_calls - len(report.removed),
                        bytes_wanted and bytes_wanted - report.bytes)
         if dry_run:
-            report.removed += [PurgeLine(c.sid, c.start_ts, *sizes.get(c.id, (0, 0))) for c in todo]
+            report.removed += [PurgeLine(c.sid, c.start_ts, *sizes.get(c.id, (0, 0)), c.id)
+                               for c in todo]
         elif todo:
             done = await deletions.prune_batch(conn, [c.id for c in todo], reason=reason,
                                                requested_by=requested_by, comment=comment,
                                                metadata=metadata, owned_roots=owned_roots)
             report.protected += done.protected      # protected since it was listed
             removed = set(done.sids)
-            report.removed += [PurgeLine(c.sid, c.start_ts, *sizes.get(c.id, (0, 0)))
+            report.removed += [PurgeLine(c.sid, c.start_ts, *sizes.get(c.id, (0, 0)), c.id)
                                for c in todo if c.sid in removed]
             await unlink(conn, done.unlink)
         if sids is not None:

@@ -1,0 +1,77 @@
+"""Pages of the target's recordings for operators (``GET /api/v1/recordings``,
+SPEC §9): couples oldest first with their numbers, source, files and bytes,
+pruned ones included (``deleted``). Keyset pages on (start_ts, id), so a
+page costs the same at the end of a million couples as at the start."""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+
+import asyncpg
+
+from ..core import clock
+
+_PAGE = """
+SELECT c.id, c.callid, c.sid::text AS sid, c.start_ts, c.length,
+       c.callingnr::text AS callingnr, c.originalcallednr::text AS originalcallednr,
+       c.finalcallednr::text AS finalcallednr,
+       coalesce(c.protected, false) AS protected, coalesce(c.deleted::text = 'D', false) AS deleted,
+       (SELECT s.source FROM synchrod.synced s WHERE s.target_cplid = c.id
+         ORDER BY s.synced_at LIMIT 1) AS source,
+       f.files, f.bytes
+  FROM callrec.couples c
+ CROSS JOIN LATERAL (SELECT count(*)::int AS files, coalesce(sum(cf.cfsize), 0)::bigint AS bytes
+                       FROM callrec.cfiles cf WHERE cf.cplid = c.id) f
+ WHERE (c.start_ts, c.id) > ($1::timestamptz, $2::bigint)
+   AND ($3::timestamptz IS NULL OR c.start_ts < $3)
+   AND ($4::timestamptz IS NULL OR c.start_ts >= $4)
+   AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM synchrod.synced s
+                                     WHERE s.target_cplid = c.id AND s.source = $5))
+   AND ($6::bool IS NULL OR coalesce(c.protected, false) = $6)
+   AND ($7::bool IS NULL OR coalesce(c.deleted::text = 'D', false) = $7)
+ ORDER BY c.start_ts, c.id
+ LIMIT $8
+"""
+_FIRST = (dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc), 0)
+
+
+class BadCursor(ValueError):
+    """A ``cursor`` this API did not hand out."""
+
+
+def encode_cursor(start_ts: dt.datetime, couple_id: int) -> str:
+    """The opaque position after a recording."""
+    return base64.urlsafe_b64encode(f"{start_ts.isoformat()}|{couple_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> tuple[dt.datetime, int]:
+    """The position a cursor names (the start for None); BadCursor when it is not one of ours."""
+    if not cursor:
+        return _FIRST
+    try:
+        ts, _, cid = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        start = dt.datetime.fromisoformat(ts)
+        if start.tzinfo is None:
+            raise ValueError(ts)
+        return start, int(cid)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor("cursor is not one this API handed out") from None
+
+
+async def page(conn: asyncpg.Connection, *, before: dt.datetime | None, after: dt.datetime | None,
+               source: str | None, protected: bool | None, deleted: bool | None, limit: int,
+               cursor: str | None) -> dict:
+    """``{"recordings": [...], "next_cursor"}``: up to ``limit`` recordings
+    past ``cursor`` matching every filter given; ``next_cursor`` None at the end."""
+    rows = await conn.fetch(_PAGE, *decode_cursor(cursor), before, after, source, protected,
+                            deleted, limit)
+    recordings = [{"sid": r["sid"], "couple_id": r["id"], "call_id": r["callid"],
+                   "start_ts": clock.iso(r["start_ts"]), "length": r["length"],
+                   "numbers": {"calling": r["callingnr"], "original_called": r["originalcallednr"],
+                               "final_called": r["finalcallednr"]},
+                   "source": r["source"], "files": r["files"], "bytes": r["bytes"],
+                   "protected": r["protected"], "deleted": r["deleted"]} for r in rows]
+    last = rows[-1] if len(rows) == limit else None
+    return {"recordings": recordings,
+            "next_cursor": encode_cursor(last["start_ts"], last["id"]) if last else None}
