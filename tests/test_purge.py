@@ -191,3 +191,11 @@ def test_recordings_pages_need_a_token_and_list_pruned_calls(env, daemons, tmp_p
                 {"limit": "0"}):
         assert mon.get("/api/v1/recordings", token=token, params=bad).status == 400, bad
     assert mon.daemon.stop() == 0
+
+
+def test_purge_and_storage_need_synchrods_schema(env):
+    if env.target("SELECT to_regclass('synchrod.attempts') IS NOT NULL") == [(True,)]:
+        env.target("DROP SCHEMA synchrod CASCADE")
+    for args in (("purge", "--older-than", "1"), ("storage",)):
+        proc = synchrod_cli(env, *args)
+        assert proc.returncode == 69 and "run synchrod init-db" in proc.stderr, (args, proc.stderr)

@@ -221,19 +221,26 @@ async def retry(cfg: Config, args) -> int:
     return exits.OK
 
 
+async def _connect_bookkept(cfg: Config, command: str):
+    """The replay database holding synchrod's schema, or None after saying why not."""
+    conn = await _connect_target(cfg.target.database, command)
+    if conn is not None and not await reads.schema_ready(conn):
+        print("synchrod: synchrod's schema is missing in the replay database: run synchrod init-db",
+              file=sys.stderr)
+        await conn.close()
+        return None
+    return conn
+
+
 async def purge(cfg: Config, args) -> int:
     """``synchrod purge``: one line per call removed (or that would be), then a
     summary; 1 when a call named with ``--sid`` could not be removed."""
     if not _known_source(cfg, args.source):
         return exits.USAGE
-    conn = await _connect_target(cfg.target.database, "purge")
+    conn = await _connect_bookkept(cfg, "purge")
     if conn is None:
         return exits.UNAVAILABLE
     try:
-        if not await reads.schema_ready(conn):
-            print("synchrod: synchrod's schema is missing in the replay database: run synchrod init-db",
-                  file=sys.stderr)
-            return exits.UNAVAILABLE
         report = await purge_calls(conn, before=args.before or args.older_than, sids=args.sid,
                                    source=args.source, metadata=args.metadata,
                                    dry_run=args.dry_run, reason="cli",
@@ -248,14 +255,10 @@ async def purge(cfg: Config, args) -> int:
 async def storage(cfg: Config, args) -> int:
     """``synchrod storage``: the filesystems measured now, at the levels the
     running daemon holds them (its hysteresis), and the next pruning round."""
-    conn = await _connect_target(cfg.target.database, "storage")
+    conn = await _connect_bookkept(cfg, "storage")
     if conn is None:
         return exits.UNAVAILABLE
     try:
-        if not await reads.schema_ready(conn):
-            print("synchrod: synchrod's schema is missing in the replay database: run synchrod init-db",
-                  file=sys.stderr)
-            return exits.UNAVAILABLE
         levels = StorageLevels(cfg.storage)
         states = await asyncio.wait_for(asyncio.to_thread(targets.target_states,
                                                           list(cfg.target_paths())), 30)
