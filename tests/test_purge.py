@@ -199,3 +199,32 @@ def test_purge_and_storage_need_synchrods_schema(env):
     for args in (("purge", "--older-than", "1"), ("storage",)):
         proc = synchrod_cli(env, *args)
         assert proc.returncode == 69 and "run synchrod init-db" in proc.stderr, (args, proc.stderr)
+
+
+def test_an_age_pass_goes_on_from_where_the_last_one_ended(env):
+    """Automatic age pruning does not walk the pruned history every round:
+    a round reports where its pass ended and the next starts there; a round
+    cut short by its budget goes on from its last call."""
+    import datetime as dt
+    from synchrod.config import from_dict
+    from synchrod.storage.pruner import prune_round
+    _calls(env)
+    raw = {**env.raw, "storage": {"enabled": True, "mode": "recording_priority", "prune_after_days": 1,
+                                  "max_prune_calls": 1}}
+    cfg = from_dict(raw).storage
+
+    async def rounds():
+        conn = await connect(env.target_dsn())
+        try:
+            kw = dict(daemon="test", owned_roots=[str(env.target_path)])
+            first = await prune_round(conn, cfg, [], **kw)                      # budget: one call
+            second = await prune_round(conn, cfg, [], age_position=first.age_position, **kw)
+            third = await prune_round(conn, cfg, [], age_position=second.age_position, **kw)
+            return first, second, third
+        finally:
+            await conn.close()
+    first, second, third = asyncio.run(rounds())
+    assert [e["sids"] for e in first.events] == [["old1"]]
+    assert [e["sids"] for e in second.events] == [["old2"]]          # oldp is protected: passed over
+    assert third.events == [] and third.age_position >= second.age_position
+    assert third.age_position[0] < dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)

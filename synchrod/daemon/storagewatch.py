@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ log = structlog.get_logger("synchrod")
 
 IDLE_POLL = 5.0   # seconds between looks at the configuration while storage is disabled
 DUTY = "storage"
+AGE_RESCAN = 3600.0   # seconds between age passes that start from the oldest couple
 
 
 class StorageWatch:
@@ -37,6 +39,8 @@ class StorageWatch:
         self.monitor = monitor
         self.subscribers = Subscribers(on_alarm=self._subscriber_alarm)
         self._foreign: set[str] = set()   # filesystems full of what is not synchrod's to prune
+        self._age_position = None         # where the last age pass ended (this run of the daemon)
+        self._age_rescan_at = 0.0         # monotonic time of the next pass from the start
 
     def start(self) -> None:
         """Subscribes the configured URLs (needs the running event loop)."""
@@ -68,10 +72,16 @@ class StorageWatch:
         """One round of automatic pruning, its session events, the alarms of
         filesystems it could not relieve, then a new measurement (its level
         events published too)."""
+        if time.monotonic() >= self._age_rescan_at:
+            # calls synchronized late may start before the position: start over now and then
+            self._age_position, self._age_rescan_at = None, time.monotonic() + AGE_RESCAN
         async with self.engine.target_pool.acquire(timeout=10) as conn:
             result = await prune_round(conn, cfg, list(self.engine.storage.filesystems.values()),
                                        daemon=self.engine.daemon_name,
-                                       owned_roots=self.engine.owned_roots())
+                                       owned_roots=self.engine.owned_roots(),
+                                       age_position=self._age_position)
+        if result.age_position is not None:
+            self._age_position = result.age_position
         for event in result.events:
             log.info("storage_pruned", reason=event["reason"], calls=len(event["sids"]),
                      files=event["files"], bytes=event["bytes"])

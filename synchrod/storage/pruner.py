@@ -17,6 +17,7 @@ from ..config import StorageConfig
 from ..core import clock
 from ..core.levels import Level, Mode
 from .levels import FilesystemLevel
+from ..replay.deletions import START
 from .purge import purge
 
 
@@ -27,6 +28,7 @@ class PruneRound:
     events: list[dict] = field(default_factory=list)
     lines: list[tuple[str, object]] = field(default_factory=list)   # (reason, PurgeLine)
     protected: int = 0                                     # protected calls passed over
+    age_position: tuple[dt.datetime, int] | None = None    # where the age pass ended
     foreign: list[FilesystemLevel] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)    # reason -> calls pruned
     bytes: dict[str, int] = field(default_factory=dict)    # reason -> bytes freed
@@ -44,11 +46,15 @@ def bytes_to_free(fs: FilesystemLevel, config: StorageConfig) -> int:
 async def prune_round(conn: asyncpg.Connection, config: StorageConfig,
                       filesystems: Sequence[FilesystemLevel], *, daemon: str,
                       owned_roots: Sequence[str], dry_run: bool = False,
-                      max_calls: int | None = None) -> PruneRound:
+                      max_calls: int | None = None,
+                      age_position: tuple[dt.datetime, int] | None = None) -> PruneRound:
     """One round of automatic pruning (nothing in retention priority): the
     full filesystems first, oldest calls on each until enough bytes go, then
     by age; at most ``max_prune_calls`` calls in all (``max_calls`` if
-    given). ``dry_run``: the plan of the round, nothing changed."""
+    given). ``dry_run``: the plan of the round, nothing changed.
+    ``age_position``: where the previous round's age pass ended; everything
+    before it is pruned or protected already, so the pass does not walk the
+    pruned history again (the round reports where it ended in its own)."""
     out = PruneRound()
     if config.mode is not Mode.RECORDING_PRIORITY:
         return out
@@ -71,8 +77,11 @@ async def prune_round(conn: asyncpg.Connection, config: StorageConfig,
         before = clock.now() - dt.timedelta(days=config.prune_after_days)
         report = await purge(conn, before=before, metadata=config.prune_metadata, reason="age",
                              requested_by=daemon, owned_roots=owned_roots, max_calls=budget,
-                             dry_run=dry_run)
+                             dry_run=dry_run, after=age_position or START)
         _record(out, "age", report)
+        # a round cut short by its budget goes on from its last call, not its last page
+        out.age_position = ((report.removed[-1].start_ts, report.removed[-1].couple_id)
+                            if len(report.removed) >= budget and report.removed else report.position)
     return out
 
 

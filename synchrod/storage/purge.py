@@ -33,6 +33,7 @@ class PurgeReport:
     removed: list[PurgeLine] = field(default_factory=list)
     protected: list[str] = field(default_factory=list)   # skipped
     missing: list[str] = field(default_factory=list)     # sids named that no couple has
+    position: tuple[dt.datetime, int] = deletions.START  # the keyset position it reached
 
     @property
     def files(self) -> int:
@@ -51,7 +52,8 @@ async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
                 requested_by: str | None = None, comment: str | None = None,
                 owned_roots: Sequence[str] = (), max_calls: int | None = None,
                 roots: Sequence[str] | None = None,
-                bytes_wanted: int | None = None) -> PurgeReport:
+                bytes_wanted: int | None = None,
+                after: tuple[dt.datetime, int] = deletions.START) -> PurgeReport:
     """Removes the media of the target calls started before ``before`` (or
     with one of ``sids``), of ``source`` only when given; with ``metadata``
     the couples too. Protected couples are skipped and counted. Every removed
@@ -60,9 +62,9 @@ async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
     next repair). ``dry_run``: only the report. Automatic pruning bounds a
     round: at most ``max_calls`` calls, only those with a file below
     ``roots`` (one filesystem's paths), and no more once ``bytes_wanted``
-    bytes are freed."""
-    report = PurgeReport()
-    after = deletions.START
+    bytes are freed. ``after``: start past this keyset position (where an
+    earlier round ended), reported back in ``position``."""
+    report = PurgeReport(position=after)
     while max_calls is None or len(report.removed) < max_calls:
         if bytes_wanted is not None and report.bytes >= bytes_wanted:
             break
@@ -71,6 +73,7 @@ async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
         if not page:
             break
         after = (page[-1].start_ts, page[-1].id)
+        report.position = after
         report.protected += [c.sid for c in page if c.protected]
         todo = [c for c in page if not c.protected]
         sizes = await deletions.sizes(conn, [c.id for c in todo])
