@@ -116,10 +116,14 @@ async def _off_loop(fn, *args, hung: str):
         return hung
 
 
+async def measure(path: str) -> targets.TargetState:
+    """A target path's state, measured in a thread within FS_TIMEOUT (hung: ``targets.HUNG``)."""
+    return await _off_loop(targets.target_state, path, hung=targets.HUNG)
+
+
 async def _target_path_line(path: str, watermark: int) -> Line:
     what = f"target path {path}"
-    state = await _off_loop(targets.target_state, path,
-                            hung=targets.TargetState(None, "did not answer (hung filesystem?)"))
+    state = await measure(path)
     if state.problem:
         return Line(what, False, state.problem)
     usage = state.usage

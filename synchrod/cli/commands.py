@@ -15,7 +15,6 @@ from ..control import status as status_report
 from ..control.actions import retry_calls
 from ..daemon.ownership import Ownership
 from ..errors import SameDatabaseError, SourceUnreachable, TargetSchemaError
-from ..fs import targets
 from ..pg.connect import UNREACHABLE, connect, redact
 from ..replay import daemons, reads
 from ..replay.schema import migrate
@@ -24,6 +23,7 @@ from ..storage.levels import StorageLevels
 from ..storage.purge import purge as purge_calls
 from ..sync.engine import Engine
 from ..sync.rounds import run_once
+from . import check as checks
 from . import render
 from .check import run_checks
 
@@ -260,8 +260,8 @@ async def storage(cfg: Config, args) -> int:
         return exits.UNAVAILABLE
     try:
         levels = StorageLevels(cfg.storage)
-        states = await asyncio.wait_for(asyncio.to_thread(targets.target_states,
-                                                          list(cfg.target_paths())), 30)
+        # each bounded: a hung filesystem is reported as such, not a crash
+        states = {path: await checks.measure(path) for path in cfg.target_paths()}
         levels.update(states, tuple(p.path for _, p in cfg.target.distinct_paths()), "cli")
         levels.adopt_published([fs for d in await daemons.live(conn) for fs in d["storage"]])
         next_round = await storage_report.plan(conn, cfg.storage, list(levels.filesystems.values()),

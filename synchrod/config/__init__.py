@@ -1,8 +1,21 @@
 """The configuration: the YAML file validated into immutable objects."""
-from .model import (DEFAULT_PATH, Config, LoggingConfig, MonitorConfig, MonitorUser, SourceConfig,
+from .model import (
+                    DEFAULT_PATH,
+                    Config,
+                    LoggingConfig,
+                    MonitorConfig,
+                    MonitorUser,
+                    SourceConfig,
                     StorageConfig,
-                    SynchroConfig, TargetConfig, TargetPath, from_dict, is_loopback, load,
-                    load_target_dsn, resolve_path)
+                    SynchroConfig,
+                    TargetConfig,
+                    TargetPath,
+                    from_dict,
+                    is_loopback,
+                    load,
+                    load_target_dsn,
+                    resolve_path,
+)
 from .validator import ConfigError
 
 __all__ = ["DEFAULT_PATH", "Config", "ConfigError", "LoggingConfig", "MonitorConfig", "MonitorUser",

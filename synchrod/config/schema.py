@@ -5,8 +5,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .validator import (ConfigError, Field, ListOf, Section, abs_path, boolean, choice, dsn,
-                        integer, listen_address, name, number, text, text_codec, timestamp)
+from .validator import (
+    ConfigError,
+    Field,
+    ListOf,
+    Section,
+    abs_path,
+    boolean,
+    choice,
+    dsn,
+    integer,
+    listen_address,
+    name,
+    number,
+    text,
+    text_codec,
+    timestamp,
+)
 
 INTERVALS = ("yesterday", "last_week", "last_month", "custom", "all")
 

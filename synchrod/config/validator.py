@@ -136,7 +136,9 @@ def dsn(value: Any, path: str) -> str:
     value = _ENV_RE.sub(expand, value)
     if not value.startswith(("postgresql://", "postgres://")):
         raise ConfigError(path, "must be a URI starting with postgresql://")
-    from ..pg.connect import unsupported_params  # late: keeps the validator free of asyncpg at import
+    from ..pg.connect import (
+        unsupported_params,  # late: keeps the validator free of asyncpg at import
+    )
     bad = unsupported_params(value)
     if bad:
         raise ConfigError(path, f"unsupported connection parameter(s): {', '.join(bad)}")

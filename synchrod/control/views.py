@@ -11,13 +11,13 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from ..core.clock import iso, parse_iso
-from ..core.states import COUNT_KEYS, SOURCE_STATES
+from ..core.states import COUNT_KEYS
 
 if TYPE_CHECKING:
     from ..config import SourceConfig
     from ..sync.runtime import SourceRuntime
 
-__all__ = ["COUNT_KEYS", "SOURCE_STATES", "iso", "job_view", "lag_seconds", "parse_iso",
+__all__ = ["COUNT_KEYS", "iso", "job_view", "lag_seconds", "parse_iso",
            "source_base", "source_view", "state_of"]
 
 
@@ -43,7 +43,7 @@ def source_base(src: SourceConfig, runtime: SourceRuntime, disabled_by: str | No
 
 
 def state_of(base: dict) -> str:
-    """One of ``core.states.SOURCE_STATES``, as operators see the source."""
+    """One of ``core.states.SourceState``'s values, as operators see the source."""
     if base["disabled_by"]:
         return "disabled"
     if not base["owned"]:

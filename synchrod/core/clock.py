@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+#: before every timestamp a database holds; with couple id 0, the position
+#: before every row of a keyset read on (start_ts, id)
+BEGINNING = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
+KEYSET_START = (BEGINNING, 0)
+
 
 def now() -> dt.datetime:
     """The current time, timezone-aware in UTC (every timestamp synchrod keeps)."""

@@ -59,8 +59,6 @@ class CallOutcome(StrEnum):
 OUTCOMES: tuple[str, ...] = tuple(o.value for o in CallOutcome)
 #: a cycle's counts as the API, the history and ``synchrod status`` show them
 COUNT_KEYS: tuple[str, ...] = ("taken", *OUTCOMES)
-#: every state a source view may show (``unowned`` is added by ``status`` alone)
-SOURCE_STATES: tuple[str, ...] = ("running", "waiting", "paused", "disabled", "down", "standby")
 
 
 class SourceEvent(StrEnum):

@@ -21,6 +21,10 @@ class TargetState:
     filesystem: str | None = None   # the mount point of the path's filesystem
 
 
+#: a target path whose filesystem did not answer a bounded measurement
+HUNG = TargetState(None, "did not answer (hung filesystem?)")
+
+
 def target_state(path: str) -> TargetState:
     """Usage of a target path's filesystem, and whether a file can be created
     there (probed for real: permissions, a read-only or immutable directory,

@@ -25,6 +25,7 @@ from typing import Any
 
 import asyncpg
 
+from ..core import clock
 from ..core.catalog import Catalog
 from ..core.model import (
     COUPLE_COLUMNS,
@@ -42,7 +43,7 @@ from . import statements
 
 __all__ = ["Recorder", "open_recorder", "MINUS_INFINITY", "install_timestamp_codec"]
 
-MINUS_INFINITY = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
+MINUS_INFINITY = clock.BEGINNING
 _PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 _MICROSECOND = dt.timedelta(microseconds=1)
 

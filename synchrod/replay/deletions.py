@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from ..core import clock
 from ..core.pathsafety import is_inside
 from . import statements
 
@@ -93,7 +94,7 @@ class Pruned:
 
 
 #: the keyset position before every couple
-START = (dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc), 0)
+START = clock.KEYSET_START
 
 
 async def candidates(conn: asyncpg.Connection, *, before: dt.datetime | None,

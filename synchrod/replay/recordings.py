@@ -33,7 +33,6 @@ SELECT c.id, c.callid, c.sid::text AS sid, c.start_ts, c.length,
  ORDER BY c.start_ts, c.id
  LIMIT $8
 """
-_FIRST = (dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc), 0)
 
 
 class BadCursor(ValueError):
@@ -48,7 +47,7 @@ def encode_cursor(start_ts: dt.datetime, couple_id: int) -> str:
 def decode_cursor(cursor: str | None) -> tuple[dt.datetime, int]:
     """The position a cursor names (the start for None); BadCursor when it is not one of ours."""
     if not cursor:
-        return _FIRST
+        return clock.KEYSET_START
     try:
         ts, _, cid = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
         start = dt.datetime.fromisoformat(ts)

@@ -16,8 +16,8 @@ import asyncpg
 from ..config import StorageConfig
 from ..core import clock
 from ..core.levels import Level, Mode
-from .levels import FilesystemLevel
 from ..replay.deletions import START
+from .levels import FilesystemLevel
 from .purge import purge
 
 

@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ..fs import sourcefiles
 from ..pg.connect import UNREACHABLE, redact
-from ..recorder import MINUS_INFINITY, Recorder
+from ..recorder import Recorder
 from ..replay import history, reads
 from ..replay.writes import BatchWriter, save_resync_cursor
 from .engine import Engine
@@ -202,7 +202,7 @@ async def _cycle(engine: Engine, runtime: SourceRuntime, result: CycleResult, dr
         cursor = retry_due = None
         if src.synchronize_already_synchronized:
             cursor = (await reads.resync_cursor(replay_conn, src.sysname) if bookkeeping else None) \
-                or (MINUS_INFINITY, 0)
+                or clock.KEYSET_START
             retry_due = await reads.retry_due(replay_conn, src.sysname) if bookkeeping else []
 
         runtime.set_phase("load")

@@ -128,7 +128,7 @@ class Engine:
             try:
                 states[path] = await asyncio.wait_for(asyncio.shield(pending), TARGET_TIMEOUT)
             except asyncio.TimeoutError:
-                states[path] = targets.TargetState(None, "did not answer (hung filesystem?)")
+                states[path] = targets.HUNG
         self.note_target_states(states)
         return states
 

