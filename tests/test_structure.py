@@ -30,7 +30,7 @@ ALLOWED = {
     "recorder": {"core", "errors", "pg"},
     "replay": {"core", "errors", "pg"},
     "logs": {"pg"},
-    "storage": {"core", "errors", "pg", "fs", "config", "replay"},
+    "storage": {"core", "errors", "faults", "pg", "fs", "config", "replay"},
     "sync": {"core", "errors", "faults", "pg", "fs", "config", "recorder", "replay", "storage"},
     "control": {"core", "errors", "pg", "config", "recorder", "replay", "sync", "storage"},
     "monitor": {"core", "errors", "pg", "config", "replay", "control", "sync", "storage"},

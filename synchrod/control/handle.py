@@ -26,6 +26,10 @@ class DaemonHandle(Protocol):
         """Each configured source's published state (see ``control.views.source_base``)."""
         ...
 
+    def deletion_queued(self) -> None:
+        """A bulk delete job was queued: the daemon looks for it at once."""
+        ...
+
     def identity(self) -> dict:
         """The daemon itself: name, host, pid, version, configuration state."""
         ...

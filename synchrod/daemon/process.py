@@ -26,6 +26,7 @@ from ..monitor.server import Monitor
 from ..pg.connect import redact
 from ..replay import daemons, history
 from ..sync.engine import Engine
+from .deletionwatch import DeletionWatch
 from .ownership import Ownership
 from .runner import Control, run_forever
 from .sdnotify import Notifier
@@ -59,6 +60,7 @@ class Daemon:
         self.watcher = ConfigWatcher(cfg.path)
         self.monitor = Monitor(self) if cfg.monitor.enabled else None
         self.storage = StorageWatch(engine, self.ownership, lambda: self.monitor)
+        self.deletions = DeletionWatch(engine, self.ownership, self.storage.notify)
         self.host, self.pid, self.version = socket.gethostname(), os.getpid(), __version__
         self.state = DaemonState.STARTING
         self.started_at = clock.now()
@@ -120,7 +122,8 @@ class Daemon:
         self.storage.start()
         helpers = [asyncio.create_task(c) for c in (
             self._reloader(), self._watch_file(), self._watchdog(), self._publisher(),
-            self._forcer(), self._pruner(), self._target_measurer(), self.storage.run())]
+            self._forcer(), self._pruner(), self._target_measurer(), self.storage.run(),
+            self.deletions.run())]
         cfg = self.engine.config
         log.info("started", version=__version__, config=self.path, daemon=self.engine.daemon_name,
                  sources=[s.sysname for s in cfg.sources], target=cfg.target.sysname)
@@ -292,6 +295,10 @@ class Daemon:
                                              engine.disabled_by.get(s.sysname),
                                              s.sysname in held)
                 for s in engine.config.sources if s.sysname in engine.sources}
+
+    def deletion_queued(self) -> None:
+        """The API queued a bulk delete job: look for it now."""
+        self.deletions.queued()
 
     def identity(self) -> dict:
         """The daemon itself: what it publishes and the monitor shows besides sources."""

@@ -85,7 +85,7 @@ class StorageWatch:
         for event in result.events:
             log.info("storage_pruned", reason=event["reason"], calls=len(event["sids"]),
                      files=event["files"], bytes=event["bytes"])
-            self._notify(event)
+            self.notify(event)
         foreign = {fs.filesystem: fs for fs in result.foreign}
         for name in set(foreign) - self._foreign:
             fs = foreign[name]
@@ -104,7 +104,8 @@ class StorageWatch:
             for event in await self.engine.measure_storage():
                 self._publish(event)
 
-    def _notify(self, event: dict) -> None:
+    def notify(self, event: dict) -> None:
+        """A storage event to the listeners (the monitor) and the subscribers."""
         for listener in self.engine.storage_listeners:
             listener(event)
         self.subscribers.publish(event)
@@ -114,7 +115,7 @@ class StorageWatch:
         fields = {k: v for k, v in event.items() if k not in ("daemon", "at", "level")}
         log.log(logging.WARNING if entering else logging.INFO, "storage_threshold",
                 storage_level=event["level"], **fields)
-        self._notify(event)
+        self.notify(event)
 
     def _subscriber_alarm(self, kind: str, url: str, message: str) -> None:
         monitor = self.monitor()

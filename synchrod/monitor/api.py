@@ -13,6 +13,8 @@ from ..errors import ActionRefused
 from ..replay import controls, history, recordings
 from ..storage import report as storage_report
 from .auth import Unauthorized, check_password
+from .deletions import DeletionRoutes
+from .params import MAX_INT, bool_param, error, int_param, json_response, time_param
 
 if TYPE_CHECKING:
     from .server import Monitor
@@ -20,59 +22,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("synchrod.monitor")
 
 ACTIONS = ("pause", "resume", "enable", "disable", "run", "retry")
-_MAX_INT = 2 ** 63 - 1
-
-
-def json_response(data, status: int = 200, headers=None) -> web.Response:
-    """``data`` as a compact JSON response (other values as ``str``)."""
-    return web.Response(text=json.dumps(data, separators=(",", ":"), default=str), status=status,
-                        content_type="application/json", headers=headers)
-
-
-def error(status: int, message: str, headers=None) -> web.Response:
-    """A JSON ``{"error": message}`` response with that status."""
-    return json_response({"error": message}, status, headers)
-
-
-def _int_param(request: web.Request, name: str, default: int | None, lo: int, hi: int):
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"{name} must be an integer"}),
-                                 content_type="application/json") from None
-    if not lo <= value <= hi:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"{name} must be {lo}..{hi}"}),
-                                 content_type="application/json")
-    return value
-
-
-def _time_param(query, name: str) -> dt.datetime | None:
-    """An ISO 8601 date-time query parameter (UTC when it names no zone); ValueError if bad."""
-    raw = query.get(name)
-    if not raw:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an ISO 8601 date and time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    if not 1 <= value.astimezone(dt.timezone.utc).year <= 9998:
-        raise ValueError(f"{name} is out of range")
-    return value
-
-
-def _bool_param(query, name: str) -> bool | None:
-    """A ``true``/``false`` query parameter; ValueError otherwise."""
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return None
-    if raw not in ("true", "false"):
-        raise ValueError(f"{name} must be true or false")
-    return raw == "true"
 
 
 class Api:
@@ -100,7 +49,7 @@ class Api:
             web.post("/api/v1/sources/{sysname}/{action}", self.source_action),
             web.post("/api/v1/reload", self.reload),
             web.post("/api/v1/shutdown", self.shutdown),
-        ]
+        ] + DeletionRoutes(self.m, self._claims).routes()
 
     # --- reads ---------------------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:
@@ -142,12 +91,12 @@ class Api:
         self._claims(request)
         q = request.query
         try:
-            filters = {"before": _time_param(q, "before"), "after": _time_param(q, "after"),
-                       "source": q.get("source") or None, "protected": _bool_param(q, "protected"),
-                       "deleted": _bool_param(q, "deleted")}
+            filters = {"before": time_param(q, "before"), "after": time_param(q, "after"),
+                       "source": q.get("source") or None, "protected": bool_param(q, "protected"),
+                       "deleted": bool_param(q, "deleted")}
         except ValueError as exc:
             return error(400, str(exc))
-        limit = _int_param(request, "limit", 100, 1, 1000)
+        limit = int_param(request, "limit", 100, 1, 1000)
         async with self.m.db() as conn:
             try:
                 body = await recordings.page(conn, **filters, limit=limit, cursor=q.get("cursor"))
@@ -162,8 +111,8 @@ class Api:
     async def runs(self, request: web.Request) -> web.Response:
         """GET /api/v1/runs: a page of the cycle history (newest first, of one ``source`` if
         given) and ``next_before``; 400 on a bad query (no token needed)."""
-        limit = _int_param(request, "limit", 50, 1, 500)
-        before = _int_param(request, "before", None, 1, _MAX_INT)
+        limit = int_param(request, "limit", 50, 1, 500)
+        before = int_param(request, "before", None, 1, MAX_INT)
         source = request.query.get("source") or None
         if source is not None and "\x00" in source:  # PostgreSQL text cannot hold it
             return error(400, "source must not contain a NUL character")
@@ -180,10 +129,10 @@ class Api:
             run_id = int(request.match_info["id"])
         except ValueError:
             return error(400, "the run id must be an integer")
-        if not 1 <= run_id <= _MAX_INT:
+        if not 1 <= run_id <= MAX_INT:
             return error(404, "no such run")
-        after = _int_param(request, "after", 0, 0, _MAX_INT)
-        limit = _int_param(request, "limit", 1000, 1, 5000)
+        after = int_param(request, "after", 0, 0, MAX_INT)
+        limit = int_param(request, "limit", 1000, 1, 5000)
         async with self.m.db() as conn:
             found = await history.run(conn, run_id, after, limit)
         if found is None:

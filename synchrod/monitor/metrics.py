@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from .. import __version__
 from ..core.levels import Level
 from ..core.states import OUTCOMES
+from ..replay.deletionjobs import STATES
 
 CYCLE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -50,6 +51,11 @@ class Metrics:
                                     "target, by reason", ["reason"], registry=r)
         self.pruned_bytes = Counter("synchrod_pruned_bytes", "Bytes of media pruned or deleted "
                                     "on the target, by reason", ["reason"], registry=r)
+        self.deletion_jobs = Counter("synchrod_deletion_jobs", "Bulk delete jobs that entered "
+                                     "each state (queued, running, done, cancelled, failed)",
+                                     ["state"], registry=r)
+        for state in STATES:
+            self.deletion_jobs.labels(state)
         for reason in ("age", "critical", "emergency", "api", "cli"):
             self.pruned_calls.labels(reason)
             self.pruned_bytes.labels(reason)

@@ -170,9 +170,19 @@ class Monitor:
         log.info("monitor_listening", url=self.url, users=len(cfg.users))
 
     def _on_storage(self, event: dict) -> None:
+        if event["eventType"] == "DELETION_JOB":
+            self.on_deletion_job(event["job"], event["entered"])
+            return
         if event["eventType"] == "SESSION_EVENT":
             self.metrics.observe_pruning(event)
         self.board.on_storage(event)
+
+    def on_deletion_job(self, job: dict, entered: str | None) -> None:
+        """A bulk delete job changed: a live ``deletion_job`` event, and counted
+        when it ``entered`` a state."""
+        if entered is not None:
+            self.metrics.deletion_jobs.labels(entered).inc()
+        self.hub.publish("deletion_job", job)
 
     def _on_cycle(self, runtime, result) -> None:
         self.metrics.observe_cycle(runtime.config.sysname, result)

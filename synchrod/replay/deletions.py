@@ -65,8 +65,8 @@ DELETE FROM callrec.calls k WHERE k.id = ANY($1::bigint[])
 """
 _AUDIT = """
 INSERT INTO synchrod.deletions (sid, target_cplid, reason, requested_by, files, bytes, metadata,
-                                comment)
-SELECT u.sid, u.id, $1, $2, u.files, u.bytes, $3, $4
+                                comment, job_id)
+SELECT u.sid, u.id, $1, $2, u.files, u.bytes, $3, $4, $9
   FROM unnest($5::text[], $6::bigint[], $7::int[], $8::bigint[]) AS u(sid, id, files, bytes)
 """
 _TOMBSTONE = """
@@ -122,12 +122,13 @@ async def sizes(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, tuple
 
 async def prune_batch(conn: asyncpg.Connection, ids: Sequence[int], *, reason: str,
                       requested_by: str | None, comment: str | None, metadata: bool,
-                      owned_roots: Sequence[str]) -> Pruned:
+                      owned_roots: Sequence[str], job_id: int | None = None) -> Pruned:
     """Removes the media (with ``metadata``: the couples too, and calls left
     empty) of the couples ``ids`` in one transaction; protected ones are
     skipped. Only files below ``owned_roots`` (the target paths) are
     scheduled for removal: a linked recorder file is never synchrod's to
-    delete. The caller removes ``unlink`` after this returns."""
+    delete. The caller removes ``unlink`` after this returns. ``job_id``: the
+    bulk delete job whose batch this is (audited with each call)."""
     out = Pruned()
     async with conn.transaction():
         locked = await conn.fetch(_LOCK_COUPLES, list(ids))
@@ -151,7 +152,7 @@ async def prune_batch(conn: asyncpg.Connection, ids: Sequence[int], *, reason: s
         files = [len(per_couple.get(i, [])) for i in todo_ids]
         nbytes = [sum(f["cfsize"] for f in per_couple.get(i, [])) for i in todo_ids]
         await conn.execute(_AUDIT, reason, requested_by, metadata, comment,
-                           [r["sid"] for r in todo], todo_ids, files, nbytes)
+                           [r["sid"] for r in todo], todo_ids, files, nbytes, job_id)
         await conn.execute(_TOMBSTONE, [r["sid"] for r in todo])
         out.unlink = sorted({r["cfpath"] for r in removed
                              if any(is_inside(root, r["cfpath"]) for root in owned_roots)})

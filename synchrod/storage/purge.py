@@ -114,11 +114,12 @@ def _within(todo: list, sizes: dict[int, tuple[int, int]], calls: int | None,
     return out
 
 
-async def unlink(conn: asyncpg.Connection, paths: Sequence[str]) -> None:
+async def unlink(conn: asyncpg.Connection, paths: Sequence[str] | None) -> None:
     """Removes the scheduled files no committed row uses any more (in a
-    thread: a target filesystem may be slow), then forgets them."""
-    if not paths:
+    thread: a target filesystem may be slow), then forgets them; ``None``:
+    every scheduled file (what a crash left)."""
+    if paths is not None and not paths:
         return
-    gone, still_used = await journal.unlinkable(conn, list(paths))
+    gone, still_used = await journal.unlinkable(conn, list(paths) if paths is not None else None)
     await asyncio.to_thread(lambda: [copying.remove(p) for p in gone])
     await journal.forget_unlink(conn, gone + still_used)
