@@ -9,7 +9,7 @@ from __future__ import annotations
 import _daemon
 from _daemon import wait_until
 from _monitor import start_monitor
-from _sync_helpers import blob, spec
+from _sync_helpers import blob, spec, target_files, wav
 from test_metrics import scrape
 from test_storage_levels import fill_to, small_fs, storage_env  # noqa: F401 - small_fs: a fixture
 
@@ -30,9 +30,11 @@ def test_age_pruning_keeps_protected_and_young_calls(env, daemons, small_fs, tmp
     with mon.events() as stream:
         # the daemon synchronizes them, then its next pruning round takes the old ones
         env.add_calls(0, [spec("old1", minutes_ago=3 * day), spec("old2", minutes_ago=3 * day - 1),
-                          spec("oldp", minutes_ago=3 * day - 2, protected=True),
+                          spec("oldp", [wav("/calls/oldp/0.wav"), blob("RECD", "/calls/oldp/screen.recd")],
+                               minutes_ago=3 * day - 2, protected=True),
                           spec("young", minutes_ago=60)])
         wait_until(lambda: set(env.marks(0).values()) == {"S"}, 30, "all four synchronized")
+        assert sorted(t for t, *_ in target_files(env, "oldp")) == ["AUDIO", "RECD"]
         pruned = mon.daemon.wait_event("storage_pruned", reason="age", timeout=30)
         assert pruned["calls"] == 2 and pruned["files"] == 2
         event = stream.wait("deletion", timeout=20)
@@ -42,8 +44,14 @@ def test_age_pruning_keeps_protected_and_young_calls(env, daemons, small_fs, tmp
     assert list(small_fs.rglob("oldp*")) and list(small_fs.rglob("young*"))
     assert dict(env.target("SELECT sid, deleted FROM callrec.couples")) == {
         "old1": "D", "old2": "D", "oldp": None, "young": None}
-    assert env.target("SELECT sid, reason, requested_by FROM synchrod.deletions ORDER BY sid") == [
-        ("old1", "age", mon.daemon.name), ("old2", "age", mon.daemon.name)]
+    # the protected call keeps everything but its RECD file, as CallREC's trigger allows
+    wait_until(lambda: [t for t, *_ in target_files(env, "oldp")] == ["AUDIO"], 20,
+               "oldp's RECD file pruned")
+    assert not list(small_fs.rglob("*.recd")) and list(small_fs.rglob("oldp*"))
+    assert env.target("SELECT sid, reason, requested_by, cftypes FROM synchrod.deletions ORDER BY sid") == [
+        ("old1", "age", mon.daemon.name, None), ("old2", "age", mon.daemon.name, None),
+        ("oldp", "age", mon.daemon.name, ["RECD"])]
+    assert sorted(s for (s,) in env.target("SELECT sid FROM synchrod.tombstones")) == ["old1", "old2"]
     m = wait_until(lambda: (lambda s: s if s.get("synchrod_pruned_calls_total", reason="age") == 2
                             else None)(scrape(mon)), 20, "synchrod_pruned_calls_total 2")
     assert m.value("synchrod_pruned_bytes_total", reason="age") > 0

@@ -57,6 +57,11 @@ _DELETE_FILES = """
 DELETE FROM callrec.cfiles WHERE cplid = ANY($1::bigint[])
 RETURNING cplid, cfpath::text AS cfpath, coalesce(cfsize, 0)::bigint AS cfsize
 """
+#: what CallREC's trigger lets go of a protected couple: its RECD files
+_DELETE_PROTECTED_RECD = """
+DELETE FROM callrec.cfiles WHERE cplid = ANY($1::bigint[]) AND cftype = 'RECD'
+RETURNING cplid, cfpath::text AS cfpath, coalesce(cfsize, 0)::bigint AS cfsize
+"""
 _MARK_DELETED = "UPDATE callrec.couples SET deleted = 'D' WHERE id = ANY($1::bigint[])"
 _DELETE_COUPLES = "DELETE FROM callrec.couples WHERE id = ANY($1::bigint[])"
 _DELETE_EMPTY_CALLS = """
@@ -67,6 +72,12 @@ _AUDIT = """
 INSERT INTO synchrod.deletions (sid, target_cplid, reason, requested_by, files, bytes, metadata,
                                 comment, job_id)
 SELECT u.sid, u.id, $1, $2, u.files, u.bytes, $3, $4, $9
+  FROM unnest($5::text[], $6::bigint[], $7::int[], $8::bigint[]) AS u(sid, id, files, bytes)
+"""
+_AUDIT_RECD = """
+INSERT INTO synchrod.deletions (sid, target_cplid, reason, requested_by, files, bytes, metadata,
+                                comment, job_id, cftypes)
+SELECT u.sid, u.id, $1, $2, u.files, u.bytes, false, $3, $4, ARRAY['RECD']
   FROM unnest($5::text[], $6::bigint[], $7::int[], $8::bigint[]) AS u(sid, id, files, bytes)
 """
 _TOMBSTONE = """
@@ -90,6 +101,8 @@ class Pruned:
     files: int = 0
     bytes: int = 0
     protected: list[str] = field(default_factory=list)   # skipped: protected couples
+    recd_files: int = 0                                  # protected couples' RECD files removed
+    recd_bytes: int = 0
     unlink: list[str] = field(default_factory=list)      # scheduled files below the target paths
 
 
@@ -122,42 +135,78 @@ async def sizes(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, tuple
 
 async def prune_batch(conn: asyncpg.Connection, ids: Sequence[int], *, reason: str,
                       requested_by: str | None, comment: str | None, metadata: bool,
-                      owned_roots: Sequence[str], job_id: int | None = None) -> Pruned:
+                      owned_roots: Sequence[str], job_id: int | None = None,
+                      protected_recd: bool = False) -> Pruned:
     """Removes the media (with ``metadata``: the couples too, and calls left
     empty) of the couples ``ids`` in one transaction; protected ones are
     skipped. Only files below ``owned_roots`` (the target paths) are
     scheduled for removal: a linked recorder file is never synchrod's to
     delete. The caller removes ``unlink`` after this returns. ``job_id``: the
-    bulk delete job whose batch this is (audited with each call)."""
+    bulk delete job whose batch this is (audited with each call).
+    ``protected_recd`` (automatic pruning): a protected couple's RECD files
+    go (audited with ``cftypes``), the rest of it stays."""
     out = Pruned()
     async with conn.transaction():
         locked = await conn.fetch(_LOCK_COUPLES, list(ids))
         # the batch writer's sid locks: a couple whose batch is committing waits for it
         await conn.fetchval(statements.LOCK_SIDS, sorted({r["sid"] for r in locked}))
         out.protected = [r["sid"] for r in locked if r["protected"]]
+        removed = []
+        if protected_recd and out.protected:
+            removed = await _prune_protected_recd(conn, [r for r in locked if r["protected"]], out,
+                                                  reason, requested_by, comment, job_id)
         todo = [r for r in locked if not r["protected"]]
-        if not todo:
-            return out
-        todo_ids = [r["id"] for r in todo]
-        removed = await conn.fetch(_DELETE_FILES, todo_ids)
-        per_couple: dict[int, list] = {}
-        for r in removed:
-            per_couple.setdefault(r["cplid"], []).append(r)
-        if metadata:
-            await conn.execute(_DELETE_COUPLES, todo_ids)
-            await conn.execute(_DELETE_EMPTY_CALLS, sorted({r["callid"] for r in todo
-                                                            if r["callid"] is not None}))
-        else:
-            await conn.execute(_MARK_DELETED, todo_ids)
-        files = [len(per_couple.get(i, [])) for i in todo_ids]
-        nbytes = [sum(f["cfsize"] for f in per_couple.get(i, [])) for i in todo_ids]
-        await conn.execute(_AUDIT, reason, requested_by, metadata, comment,
-                           [r["sid"] for r in todo], todo_ids, files, nbytes, job_id)
-        await conn.execute(_TOMBSTONE, [r["sid"] for r in todo])
+        if todo:
+            removed += await _prune_couples(conn, todo, out, reason, requested_by, comment,
+                                            metadata, job_id)
         out.unlink = sorted({r["cfpath"] for r in removed
                              if any(is_inside(root, r["cfpath"]) for root in owned_roots)})
         if out.unlink:
             await conn.execute(statements.SCHEDULE_UNLINK, out.unlink)
-        out.sids = [r["sid"] for r in todo]
-        out.files, out.bytes = sum(files), sum(nbytes)
     return out
+
+
+def _by_couple(rows) -> dict[int, list]:
+    per_couple: dict[int, list] = {}
+    for r in rows:
+        per_couple.setdefault(r["cplid"], []).append(r)
+    return per_couple
+
+
+async def _prune_protected_recd(conn, protected: list, out: Pruned, reason: str,
+                                requested_by: str | None, comment: str | None,
+                                job_id: int | None) -> list:
+    """Removes the RECD cfiles of these protected couples (locked); audits them."""
+    removed = await conn.fetch(_DELETE_PROTECTED_RECD, [r["id"] for r in protected])
+    per_couple = _by_couple(removed)
+    hit = [r for r in protected if r["id"] in per_couple]
+    if hit:
+        await conn.execute(_AUDIT_RECD, reason, requested_by, comment, job_id,
+                           [r["sid"] for r in hit], [r["id"] for r in hit],
+                           [len(per_couple[r["id"]]) for r in hit],
+                           [sum(f["cfsize"] for f in per_couple[r["id"]]) for r in hit])
+    out.recd_files, out.recd_bytes = len(removed), sum(f["cfsize"] for f in removed)
+    return list(removed)
+
+
+async def _prune_couples(conn, todo: list, out: Pruned, reason: str, requested_by: str | None,
+                         comment: str | None, metadata: bool, job_id: int | None) -> list:
+    """Removes the media (or the couples) of these unprotected couples (locked);
+    audits and tombstones them."""
+    todo_ids = [r["id"] for r in todo]
+    removed = await conn.fetch(_DELETE_FILES, todo_ids)
+    per_couple = _by_couple(removed)
+    if metadata:
+        await conn.execute(_DELETE_COUPLES, todo_ids)
+        await conn.execute(_DELETE_EMPTY_CALLS, sorted({r["callid"] for r in todo
+                                                        if r["callid"] is not None}))
+    else:
+        await conn.execute(_MARK_DELETED, todo_ids)
+    files = [len(per_couple.get(i, [])) for i in todo_ids]
+    nbytes = [sum(f["cfsize"] for f in per_couple.get(i, [])) for i in todo_ids]
+    await conn.execute(_AUDIT, reason, requested_by, metadata, comment,
+                       [r["sid"] for r in todo], todo_ids, files, nbytes, job_id)
+    await conn.execute(_TOMBSTONE, [r["sid"] for r in todo])
+    out.sids = [r["sid"] for r in todo]
+    out.files, out.bytes = sum(files), sum(nbytes)
+    return list(removed)

@@ -68,16 +68,16 @@ async def prune_round(conn: asyncpg.Connection, config: StorageConfig,
         report = await purge(conn, before=far_future, metadata=config.prune_metadata,
                              reason=reason, requested_by=daemon, owned_roots=owned_roots,
                              max_calls=budget, roots=fs.paths, bytes_wanted=wanted,
-                             dry_run=dry_run)
+                             dry_run=dry_run, protected_recd=True)
         budget -= len(report.removed)
         _record(out, reason, report)
-        if report.bytes < wanted:
+        if report.freed < wanted:
             out.foreign.append(fs)   # what is left there is protected or not synchrod's
     if budget > 0:
         before = clock.now() - dt.timedelta(days=config.prune_after_days)
         report = await purge(conn, before=before, metadata=config.prune_metadata, reason="age",
                              requested_by=daemon, owned_roots=owned_roots, max_calls=budget,
-                             dry_run=dry_run, after=age_position or START)
+                             dry_run=dry_run, after=age_position or START, protected_recd=True)
         _record(out, "age", report)
         # a round cut short by its budget goes on from its last call, not its last page
         out.age_position = ((report.removed[-1].start_ts, report.removed[-1].couple_id)
@@ -88,6 +88,8 @@ async def prune_round(conn: asyncpg.Connection, config: StorageConfig,
 def _record(out: PruneRound, reason: str, report) -> None:
     out.protected += len(report.protected)
     out.lines += [(reason, line) for line in report.removed]
+    if report.recd_bytes:
+        out.bytes[reason] = out.bytes.get(reason, 0) + report.recd_bytes
     if not report.removed:
         return
     out.calls[reason] = out.calls.get(reason, 0) + len(report.removed)

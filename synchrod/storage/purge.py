@@ -34,6 +34,8 @@ class PurgeReport:
     protected: list[str] = field(default_factory=list)   # skipped
     missing: list[str] = field(default_factory=list)     # sids named that no couple has
     position: tuple[dt.datetime, int] = deletions.START  # the keyset position it reached
+    recd_files: int = 0      # protected calls' RECD files removed (automatic pruning)
+    recd_bytes: int = 0
 
     @property
     def files(self) -> int:
@@ -45,6 +47,11 @@ class PurgeReport:
         """Their bytes, as the cfiles rows said."""
         return sum(line.bytes for line in self.removed)
 
+    @property
+    def freed(self) -> int:
+        """Every byte removed: the calls' and the protected calls' RECD files."""
+        return self.bytes + self.recd_bytes
+
 
 async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
                 sids: Sequence[str] | None = None, source: str | None = None,
@@ -53,7 +60,8 @@ async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
                 owned_roots: Sequence[str] = (), max_calls: int | None = None,
                 roots: Sequence[str] | None = None,
                 bytes_wanted: int | None = None,
-                after: tuple[dt.datetime, int] = deletions.START) -> PurgeReport:
+                after: tuple[dt.datetime, int] = deletions.START,
+                protected_recd: bool = False) -> PurgeReport:
     """Removes the media of the target calls started before ``before`` (or
     with one of ``sids``), of ``source`` only when given; with ``metadata``
     the couples too. Protected couples are skipped and counted. Every removed
@@ -63,10 +71,12 @@ async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
     round: at most ``max_calls`` calls, only those with a file below
     ``roots`` (one filesystem's paths), and no more once ``bytes_wanted``
     bytes are freed. ``after``: start past this keyset position (where an
-    earlier round ended), reported back in ``position``."""
+    earlier round ended), reported back in ``position``. ``protected_recd``
+    (automatic pruning): protected calls lose their RECD files, as CallREC
+    allows, and keep the rest."""
     report = PurgeReport(position=after)
     while max_calls is None or len(report.removed) < max_calls:
-        if bytes_wanted is not None and report.bytes >= bytes_wanted:
+        if bytes_wanted is not None and report.freed >= bytes_wanted:
             break
         page = await deletions.candidates(conn, before=before, sids=sids, source=source,
                                           metadata=metadata, limit=BATCH, after=after, roots=roots)
@@ -74,19 +84,25 @@ async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
             break
         after = (page[-1].start_ts, page[-1].id)
         report.position = after
-        report.protected += [c.sid for c in page if c.protected]
+        listed = [c for c in page if c.protected]
+        report.protected += [c.sid for c in listed]
         todo = [c for c in page if not c.protected]
         sizes = await deletions.sizes(conn, [c.id for c in todo])
         todo = _within(todo, sizes, max_calls and max_calls - len(report.removed),
-                       bytes_wanted and bytes_wanted - report.bytes)
+                       bytes_wanted and bytes_wanted - report.freed)
+        ids = [c.id for c in todo] + ([c.id for c in listed] if protected_recd else [])
         if dry_run:
             report.removed += [PurgeLine(c.sid, c.start_ts, *sizes.get(c.id, (0, 0)), c.id)
                                for c in todo]
-        elif todo:
-            done = await deletions.prune_batch(conn, [c.id for c in todo], reason=reason,
+        elif ids:
+            done = await deletions.prune_batch(conn, ids, reason=reason,
                                                requested_by=requested_by, comment=comment,
-                                               metadata=metadata, owned_roots=owned_roots)
-            report.protected += done.protected      # protected since it was listed
+                                               metadata=metadata, owned_roots=owned_roots,
+                                               protected_recd=protected_recd)
+            already = {c.sid for c in listed}
+            report.protected += [s for s in done.protected if s not in already]  # since listed
+            report.recd_files += done.recd_files
+            report.recd_bytes += done.recd_bytes
             removed = set(done.sids)
             report.removed += [PurgeLine(c.sid, c.start_ts, *sizes.get(c.id, (0, 0)), c.id)
                                for c in todo if c.sid in removed]
