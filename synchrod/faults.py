@@ -15,7 +15,8 @@ points know their source from the name of the source's pool thread).
 Points, in the order a cycle reaches them: ``after_load``, ``source_read``,
 ``copy_partial``, ``after_copy``, ``after_sync``, ``after_commit``,
 ``after_mark``; and, in a bulk delete job, ``deletion_batch`` (a batch
-committed, its files not yet unlinked).
+committed, its files not yet unlinked); in an archive run, ``archive_batch`` (a
+page of files written, not yet durable nor recorded).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import time
 
 POINTS = ("after_load", "source_read", "copy_partial", "after_copy", "after_sync",
           "after_commit", "after_mark")
-JOB_POINTS = ("deletion_batch",)   # outside cycles: not in the cycle crash tests' POINTS
+JOB_POINTS = ("deletion_batch", "archive_batch")   # outside cycles: not in the cycle crash tests' POINTS
 
 _lock = threading.Lock()
 _passed: dict[str, int] = {}

@@ -11,13 +11,14 @@ import datetime as dt
 import os
 
 import _daemon
-from _monitor import EventStream, enable_monitor, start_monitor, wait_listening
 from _daemon import wait_until
+from _monitor import EventStream, enable_monitor, start_monitor, wait_listening
+from test_purge import _calls, _paths_of, _state
+
 from synchrod.pg.connect import connect
 from synchrod.replay import deletionjobs
 from synchrod.replay.deletionjobs import Selection
 from synchrod.storage import jobs
-from test_purge import _calls, _paths_of, _state
 
 daemons = _daemon.daemons
 

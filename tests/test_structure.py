@@ -31,13 +31,15 @@ ALLOWED = {
     "replay": {"core", "errors", "pg"},
     "logs": {"pg"},
     "storage": {"core", "errors", "faults", "pg", "fs", "config", "replay"},
+    "archive": {"core", "errors", "faults", "pg", "fs", "config", "replay"},
     "sync": {"core", "errors", "faults", "pg", "fs", "config", "recorder", "replay", "storage"},
     "control": {"core", "errors", "pg", "config", "recorder", "replay", "sync", "storage"},
-    "monitor": {"core", "errors", "pg", "config", "replay", "control", "sync", "storage"},
+    "monitor": {"core", "errors", "pg", "config", "replay", "control", "sync", "storage",
+                "archive"},
     "daemon": {"core", "errors", "pg", "config", "replay", "control", "sync", "monitor", "logs",
-               "exits", "storage"},
+               "exits", "storage", "archive"},
     "cli": {"core", "errors", "pg", "fs", "config", "recorder", "replay", "control", "sync",
-            "daemon", "monitor", "logs", "exits", "storage"},
+            "daemon", "monitor", "logs", "exits", "storage", "archive"},
     "testing": {"core", "pg", "config", "monitor"},
 }
 

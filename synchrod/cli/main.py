@@ -59,6 +59,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="delete the couples too, not only their media (their call once empty)")
     p.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
     p.add_argument("--comment", help="kept with each call's audit record")
+    p = cmd("archive", "archive export tasks: list them, run one now, show their history")
+    what = p.add_subparsers(dest="archive_command", metavar="list|run|history", required=True)
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("-c", "--config", default=argparse.SUPPRESS,
+                        help="configuration file (as for every command)")
+    what.add_parser("list", parents=[config], help="every task: its schedule, next run and last run")
+    one = what.add_parser("run", parents=[config], help="run a task now, in the foreground, "
+                                                         "then a summary")
+    one.add_argument("name", help="the task's name")
+    hist = what.add_parser("history", parents=[config],
+                           help="the runs, newest first, or one run's files")
+    hist.add_argument("name", nargs="?", help="only this task's runs")
+    hist.add_argument("--run", type=int, metavar="ID", help="this run with every file's entry")
+    hist.add_argument("--limit", type=int, default=20, help="runs shown (default 20)")
     cmd("passwd", "read a password on standard input and print its hash for monitor.users")
     return ap
 
@@ -96,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return _status_despite(path, exc, args)
         return exits.CONFIG
-    from . import commands  # heavy imports only once the config is valid
-    handler = {"run": commands.run, "once": commands.once, "check": commands.check,
+    from . import archive, commands  # heavy imports only once the config is valid
+    handler = {"archive": archive.command,"run": commands.run, "once": commands.once, "check": commands.check,
                "init-db": commands.init_db, "status": commands.status,
                "run-now": commands.run_now, "retry": commands.retry,
                "purge": commands.purge, "storage": commands.storage}[args.command]

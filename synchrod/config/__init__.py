@@ -1,6 +1,8 @@
 """The configuration: the YAML file validated into immutable objects."""
 from .model import (
                     DEFAULT_PATH,
+                    ArchiveConfig,
+                    ArchiveTask,
                     Config,
                     LoggingConfig,
                     MonitorConfig,
@@ -18,6 +20,6 @@ from .model import (
 )
 from .validator import ConfigError
 
-__all__ = ["DEFAULT_PATH", "Config", "ConfigError", "LoggingConfig", "MonitorConfig", "MonitorUser",
+__all__ = ["DEFAULT_PATH", "ArchiveConfig", "ArchiveTask", "Config", "ConfigError", "LoggingConfig", "MonitorConfig", "MonitorUser",
            "SourceConfig", "StorageConfig", "SynchroConfig", "TargetConfig", "TargetPath", "from_dict", "is_loopback",
            "load", "load_target_dsn", "resolve_path"]

@@ -16,12 +16,14 @@ from typing import Any
 import yaml
 
 from ..core.levels import Band, Mode, Thresholds
+from . import archive
+from .archive import ArchiveConfig, ArchiveTask
 from .rules import check_rules, is_loopback
 from .schema import GOVERNED_FILE_TYPES, INTERVALS, SCHEMA
 from .validator import ConfigError, dsn
 from .yamlfile import read_yaml
 
-__all__ = ["DEFAULT_PATH", "GOVERNED_FILE_TYPES", "INTERVALS", "SCHEMA", "Config", "ConfigError",
+__all__ = ["DEFAULT_PATH", "ArchiveConfig", "ArchiveTask", "GOVERNED_FILE_TYPES", "INTERVALS", "SCHEMA", "Config", "ConfigError",
            "LoggingConfig", "MonitorConfig", "MonitorUser", "SourceConfig", "SynchroConfig",
            "TargetConfig", "TargetPath", "from_dict", "is_loopback", "load", "load_target_dsn",
            "resolve_path"]
@@ -140,6 +142,7 @@ class StorageConfig:
     prune_metadata: bool
     max_prune_calls: int
     subscribers: tuple[str, ...]
+    require_archived: str | None = None   # an archive task: only calls it archived are pruned
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,7 @@ class Config:
     monitor: MonitorConfig
     logging: LoggingConfig
     storage: StorageConfig
+    archive: ArchiveConfig = ArchiveConfig(False, "UTC")
 
     def source(self, sysname: str) -> SourceConfig | None:
         """The source called ``sysname``; None if there is none."""
@@ -209,6 +213,7 @@ def from_dict(raw: Any, path: str | None = None) -> Config:
                               tuple(MonitorUser(**u) for u in m["users"]), m["history_days"]),
         logging=LoggingConfig(**lg),
         storage=_storage(data["storage"]),
+        archive=archive.build(data["archive"]),
     )
 
 
@@ -218,7 +223,8 @@ def _storage(st: dict[str, Any]) -> StorageConfig:
                          st["check_interval"],
                          Thresholds(*(Band(lv[n]["enter"], lv[n]["exit"])
                                       for n in ("warning", "critical", "emergency"))),
-                         st["prune_metadata"], st["max_prune_calls"], tuple(st["subscribers"]))
+                         st["prune_metadata"], st["max_prune_calls"], tuple(st["subscribers"]),
+                         st["require_archived"])
 
 
 def resolve_path(cli_path: str | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Iterator
 
+from . import archive
 from .validator import INVALID, ConfigError
 
 
@@ -83,6 +84,7 @@ def check_rules(data: Any) -> list[ConfigError]:
         errors += check_monitor(data["monitor"])
     if _mapping(data["storage"]) and _mapping(data["storage"]["levels"]):
         errors += check_levels(data["storage"]["levels"])
+    errors += archive.check(data, target_paths)
     return errors
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from . import archive
 from .validator import (
     ConfigError,
     Field,
@@ -150,7 +151,11 @@ SCHEMA = Section({
         "prune_metadata": Field(boolean, False),   # true: pruning deletes the couples too
         "max_prune_calls": Field(integer(1, 1_000_000), 10000),   # per pruning round
         "subscribers": Field(ListOf(_http_url, unique=True), list),
+        # the name of an archive task: only calls it has archived are pruned
+        "require_archived": Field(text, None, nullable=True),
     }), dict),
+    # archive export tasks (SPEC §10)
+    "archive": archive.SECTION,
     "logging": Field(Section({
         "level": Field(choice("debug", "info", "warning", "error"), "info"),
         "format": Field(choice("json", "console"), "json"),

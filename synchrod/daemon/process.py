@@ -24,8 +24,9 @@ from ..core.states import DaemonState, SourceState
 from ..errors import SecretError
 from ..monitor.server import Monitor
 from ..pg.connect import redact
-from ..replay import daemons, history
+from ..replay import archiveruns, daemons, history
 from ..sync.engine import Engine
+from .archivewatch import ArchiveWatch
 from .deletionwatch import DeletionWatch
 from .ownership import Ownership
 from .runner import Control, run_forever
@@ -61,6 +62,7 @@ class Daemon:
         self.monitor = Monitor(self) if cfg.monitor.enabled else None
         self.storage = StorageWatch(engine, self.ownership, lambda: self.monitor)
         self.deletions = DeletionWatch(engine, self.ownership, self.storage.notify)
+        self.archive = ArchiveWatch(engine, self.ownership)
         self.host, self.pid, self.version = socket.gethostname(), os.getpid(), __version__
         self.state = DaemonState.STARTING
         self.started_at = clock.now()
@@ -123,7 +125,7 @@ class Daemon:
         helpers = [asyncio.create_task(c) for c in (
             self._reloader(), self._watch_file(), self._watchdog(), self._publisher(),
             self._forcer(), self._pruner(), self._target_measurer(), self.storage.run(),
-            self.deletions.run())]
+            self.deletions.run(), self.archive.run())]
         cfg = self.engine.config
         log.info("started", version=__version__, config=self.path, daemon=self.engine.daemon_name,
                  sources=[s.sysname for s in cfg.sources], target=cfg.target.sysname)
@@ -148,6 +150,7 @@ class Daemon:
             if self.monitor is not None:
                 await self.monitor.stop()
             await self.storage.close()
+            await self.archive.close()
             self.watcher.stop()
             await self.ownership.execute(daemons.FORGET, self.engine.daemon_name)
             await self.ownership.close()
@@ -341,6 +344,7 @@ class Daemon:
             try:
                 async with self.engine.target_pool.acquire(timeout=10) as conn:
                     pruned = await history.prune(conn, self.engine.config.monitor.history_days)
+                    pruned += await archiveruns.prune(conn, self.engine.config.monitor.history_days)
                 if pruned:
                     log.info("history_pruned", runs=pruned,
                              older_than_days=self.engine.config.monitor.history_days)

@@ -25,7 +25,8 @@ FILE_MODE = 0o640
 _TARGET_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def _target_error(exc: OSError, path: str) -> TargetError:
+def target_error(exc: OSError, path: str) -> TargetError:
+    """The TargetError of an OSError writing to the target: full, or not writable."""
     reason = "storage_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "target_unwritable"
     return TargetError(reason, f"{path}: {exc.strerror}")
 
@@ -97,7 +98,7 @@ def copy_to(src_fd: int, size: int, dest: str, sha256: bool,
         make_dirs(directory)
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
     except OSError as exc:
-        raise _target_error(exc, directory) from None
+        raise target_error(exc, directory) from None
     digest = None
     try:
         try:
@@ -108,7 +109,7 @@ def copy_to(src_fd: int, size: int, dest: str, sha256: bool,
             written = os.fstat(out).st_size
         except OSError as exc:
             if exc.errno in _TARGET_ERRNOS:
-                raise _target_error(exc, dest) from None
+                raise target_error(exc, dest) from None
             raise CallError("io_error", f"copying to {dest}: {exc.strerror}") from None
     except BaseException:
         os.close(out)
@@ -127,7 +128,7 @@ def copy_to(src_fd: int, size: int, dest: str, sha256: bool,
         os.rename(tmp, dest)
     except OSError as exc:
         remove(dest, final=False)
-        raise _target_error(exc, dest) from None
+        raise target_error(exc, dest) from None
     return digest
 
 

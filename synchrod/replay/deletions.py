@@ -22,9 +22,13 @@ from . import statements
 #: candidates oldest first; $1 before (exclusive), $2 a source's couples only
 #: (NULL: all), $3 with pruned couples too (metadata deletion), $4 limit,
 #: $5/$6 the (start_ts, id) of the previous page's last (keyset pagination),
-#: $7 only couples with a file below one of these directories (NULL: any)
+#: $7 only couples with a file below one of these directories (NULL: any),
+#: $8 an archive task: couples with a file it has not archived are flagged
 _CANDIDATES = """
-SELECT c.id, c.sid::text AS sid, c.start_ts, coalesce(c.protected, false) AS protected
+SELECT c.id, c.sid::text AS sid, c.start_ts, coalesce(c.protected, false) AS protected,
+       ($8::text IS NOT NULL AND EXISTS (SELECT 1 FROM callrec.cfiles f WHERE f.cplid = c.id
+          AND NOT EXISTS (SELECT 1 FROM synchrod.archive_files a
+                           WHERE a.task = $8 AND a.cfile_id = f.id))) AS not_archived
   FROM callrec.couples c
  WHERE c.start_ts < $1
    AND (c.start_ts, c.id) > ($5::timestamptz, $6::bigint)
@@ -37,7 +41,8 @@ SELECT c.id, c.sid::text AS sid, c.start_ts, coalesce(c.protected, false) AS pro
  LIMIT $4
 """
 _CANDIDATES_BY_SID = """
-SELECT c.id, c.sid::text AS sid, c.start_ts, coalesce(c.protected, false) AS protected
+SELECT c.id, c.sid::text AS sid, c.start_ts, coalesce(c.protected, false) AS protected,
+       false AS not_archived
   FROM callrec.couples c
  WHERE c.sid = ANY($1::text[])
    AND ($3::bool OR c.deleted IS DISTINCT FROM 'D')
@@ -48,6 +53,11 @@ SELECT c.id, c.sid::text AS sid, c.start_ts, coalesce(c.protected, false) AS pro
 _FILES_OF = """
 SELECT cplid, count(*)::int AS files, coalesce(sum(cfsize), 0)::bigint AS bytes
   FROM callrec.cfiles WHERE cplid = ANY($1::bigint[]) GROUP BY cplid
+"""
+_NOT_ARCHIVED = """
+SELECT DISTINCT f.cplid FROM callrec.cfiles f
+ WHERE f.cplid = ANY($1::bigint[])
+   AND NOT EXISTS (SELECT 1 FROM synchrod.archive_files a WHERE a.task = $2 AND a.cfile_id = f.id)
 """
 _LOCK_COUPLES = """
 SELECT id, sid::text AS sid, coalesce(protected, false) AS protected, callid
@@ -92,6 +102,12 @@ class Candidate:
     sid: str
     start_ts: dt.datetime
     protected: bool
+    not_archived: bool = False   # with a file the required archive task has not archived
+
+    @property
+    def held(self) -> bool:
+        """Kept whatever the reason to prune: protected, or not archived yet."""
+        return self.protected or self.not_archived
 
 
 @dataclass
@@ -101,6 +117,7 @@ class Pruned:
     files: int = 0
     bytes: int = 0
     protected: list[str] = field(default_factory=list)   # skipped: protected couples
+    not_archived: list[str] = field(default_factory=list)   # skipped: not archived (since listed)
     recd_files: int = 0                                  # protected couples' RECD files removed
     recd_bytes: int = 0
     unlink: list[str] = field(default_factory=list)      # scheduled files below the target paths
@@ -113,19 +130,23 @@ START = clock.KEYSET_START
 async def candidates(conn: asyncpg.Connection, *, before: dt.datetime | None,
                      sids: Sequence[str] | None, source: str | None, metadata: bool,
                      limit: int, after: tuple[dt.datetime, int] = START,
-                     roots: Sequence[str] | None = None) -> list[Candidate]:
+                     roots: Sequence[str] | None = None,
+                     require_archived: str | None = None) -> list[Candidate]:
     """Target couples older than ``before`` (or with one of ``sids``: all of
     them at once), of ``source`` only when given, oldest first, past the
     keyset position ``after``; those already pruned only when ``metadata``
     (their couple may still be deleted). Protected ones are listed too: the
     caller counts them. ``roots``: only couples with a file below one of
-    these directories (a filesystem's target paths)."""
+    these directories (a filesystem's target paths). ``require_archived``:
+    couples with a file this archive task has not archived are flagged."""
     if sids is not None:
         rows = await conn.fetch(_CANDIDATES_BY_SID, list(sids), source, metadata)
     else:
         dirs = [r.rstrip("/") + "/" for r in roots] if roots is not None else None
-        rows = await conn.fetch(_CANDIDATES, before, source, metadata, limit, *after, dirs)
-    return [Candidate(r["id"], r["sid"], r["start_ts"], r["protected"]) for r in rows]
+        rows = await conn.fetch(_CANDIDATES, before, source, metadata, limit, *after, dirs,
+                                require_archived)
+    return [Candidate(r["id"], r["sid"], r["start_ts"], r["protected"], r["not_archived"])
+            for r in rows]
 
 
 async def sizes(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
@@ -136,7 +157,7 @@ async def sizes(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, tuple
 async def prune_batch(conn: asyncpg.Connection, ids: Sequence[int], *, reason: str,
                       requested_by: str | None, comment: str | None, metadata: bool,
                       owned_roots: Sequence[str], job_id: int | None = None,
-                      protected_recd: bool = False) -> Pruned:
+                      protected_recd: bool = False, require_archived: str | None = None) -> Pruned:
     """Removes the media (with ``metadata``: the couples too, and calls left
     empty) of the couples ``ids`` in one transaction; protected ones are
     skipped. Only files below ``owned_roots`` (the target paths) are
@@ -144,7 +165,9 @@ async def prune_batch(conn: asyncpg.Connection, ids: Sequence[int], *, reason: s
     delete. The caller removes ``unlink`` after this returns. ``job_id``: the
     bulk delete job whose batch this is (audited with each call).
     ``protected_recd`` (automatic pruning): a protected couple's RECD files
-    go (audited with ``cftypes``), the rest of it stays."""
+    go (audited with ``cftypes``), the rest of it stays. ``require_archived``:
+    couples with a file this archive task has not archived (checked under
+    the locks: a better copy may just have replaced an archived one) stay."""
     out = Pruned()
     async with conn.transaction():
         locked = await conn.fetch(_LOCK_COUPLES, list(ids))
@@ -156,6 +179,11 @@ async def prune_batch(conn: asyncpg.Connection, ids: Sequence[int], *, reason: s
             removed = await _prune_protected_recd(conn, [r for r in locked if r["protected"]], out,
                                                   reason, requested_by, comment, job_id)
         todo = [r for r in locked if not r["protected"]]
+        if require_archived is not None and todo:
+            held = {r["cplid"] for r in await conn.fetch(_NOT_ARCHIVED, [r["id"] for r in todo],
+                                                          require_archived)}
+            out.not_archived = [r["sid"] for r in todo if r["id"] in held]
+            todo = [r for r in todo if r["id"] not in held]
         if todo:
             removed += await _prune_couples(conn, todo, out, reason, requested_by, comment,
                                             metadata, job_id)

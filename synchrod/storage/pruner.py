@@ -28,6 +28,7 @@ class PruneRound:
     events: list[dict] = field(default_factory=list)
     lines: list[tuple[str, object]] = field(default_factory=list)   # (reason, PurgeLine)
     protected: int = 0                                     # protected calls passed over
+    not_archived: int = 0                                  # not archived by require_archived
     age_position: tuple[dt.datetime, int] | None = None    # where the age pass ended
     foreign: list[FilesystemLevel] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)    # reason -> calls pruned
@@ -68,7 +69,8 @@ async def prune_round(conn: asyncpg.Connection, config: StorageConfig,
         report = await purge(conn, before=far_future, metadata=config.prune_metadata,
                              reason=reason, requested_by=daemon, owned_roots=owned_roots,
                              max_calls=budget, roots=fs.paths, bytes_wanted=wanted,
-                             dry_run=dry_run, protected_recd=True)
+                             dry_run=dry_run, protected_recd=True,
+                             require_archived=config.require_archived)
         budget -= len(report.removed)
         _record(out, reason, report)
         if report.freed < wanted:
@@ -77,7 +79,8 @@ async def prune_round(conn: asyncpg.Connection, config: StorageConfig,
         before = clock.now() - dt.timedelta(days=config.prune_after_days)
         report = await purge(conn, before=before, metadata=config.prune_metadata, reason="age",
                              requested_by=daemon, owned_roots=owned_roots, max_calls=budget,
-                             dry_run=dry_run, after=age_position or START, protected_recd=True)
+                             dry_run=dry_run, after=age_position or START, protected_recd=True,
+                             require_archived=config.require_archived)
         _record(out, "age", report)
         # a round cut short by its budget goes on from its last call, not its last page
         out.age_position = ((report.removed[-1].start_ts, report.removed[-1].couple_id)
@@ -87,6 +90,7 @@ async def prune_round(conn: asyncpg.Connection, config: StorageConfig,
 
 def _record(out: PruneRound, reason: str, report) -> None:
     out.protected += len(report.protected)
+    out.not_archived += len(report.not_archived)
     out.lines += [(reason, line) for line in report.removed]
     if report.recd_bytes:
         out.bytes[reason] = out.bytes.get(reason, 0) + report.recd_bytes

@@ -32,6 +32,7 @@ class PurgeReport:
     """What a purge did (or would do)."""
     removed: list[PurgeLine] = field(default_factory=list)
     protected: list[str] = field(default_factory=list)   # skipped
+    not_archived: list[str] = field(default_factory=list)   # skipped: the archive task has not
     missing: list[str] = field(default_factory=list)     # sids named that no couple has
     position: tuple[dt.datetime, int] = deletions.START  # the keyset position it reached
     recd_files: int = 0      # protected calls' RECD files removed (automatic pruning)
@@ -61,7 +62,8 @@ async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
                 roots: Sequence[str] | None = None,
                 bytes_wanted: int | None = None,
                 after: tuple[dt.datetime, int] = deletions.START,
-                protected_recd: bool = False) -> PurgeReport:
+                protected_recd: bool = False,
+                require_archived: str | None = None) -> PurgeReport:
     """Removes the media of the target calls started before ``before`` (or
     with one of ``sids``), of ``source`` only when given; with ``metadata``
     the couples too. Protected couples are skipped and counted. Every removed
@@ -73,20 +75,23 @@ async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
     bytes are freed. ``after``: start past this keyset position (where an
     earlier round ended), reported back in ``position``. ``protected_recd``
     (automatic pruning): protected calls lose their RECD files, as CallREC
-    allows, and keep the rest."""
+    allows, and keep the rest. ``require_archived`` (automatic pruning):
+    only calls this archive task has archived whole go."""
     report = PurgeReport(position=after)
     while max_calls is None or len(report.removed) < max_calls:
         if bytes_wanted is not None and report.freed >= bytes_wanted:
             break
         page = await deletions.candidates(conn, before=before, sids=sids, source=source,
-                                          metadata=metadata, limit=BATCH, after=after, roots=roots)
+                                          metadata=metadata, limit=BATCH, after=after, roots=roots,
+                                          require_archived=require_archived)
         if not page:
             break
         after = (page[-1].start_ts, page[-1].id)
         report.position = after
         listed = [c for c in page if c.protected]
         report.protected += [c.sid for c in listed]
-        todo = [c for c in page if not c.protected]
+        report.not_archived += [c.sid for c in page if c.not_archived and not c.protected]
+        todo = [c for c in page if not c.held]
         sizes = await deletions.sizes(conn, [c.id for c in todo])
         todo = _within(todo, sizes, max_calls and max_calls - len(report.removed),
                        bytes_wanted and bytes_wanted - report.freed)
@@ -98,9 +103,11 @@ async def purge(conn: asyncpg.Connection, *, before: dt.datetime | None = None,
             done = await deletions.prune_batch(conn, ids, reason=reason,
                                                requested_by=requested_by, comment=comment,
                                                metadata=metadata, owned_roots=owned_roots,
-                                               protected_recd=protected_recd)
+                                               protected_recd=protected_recd,
+                                               require_archived=require_archived)
             already = {c.sid for c in listed}
             report.protected += [s for s in done.protected if s not in already]  # since listed
+            report.not_archived += done.not_archived
             report.recd_files += done.recd_files
             report.recd_bytes += done.recd_bytes
             removed = set(done.sids)

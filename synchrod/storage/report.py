@@ -21,8 +21,8 @@ async def plan(conn: asyncpg.Connection, config: StorageConfig,
                owned_roots: Sequence[str], limit: int = PLAN_LIMIT) -> dict:
     """What the next automatic pruning round would remove first (``limit``
     calls at most; none in retention priority) and what it holds back:
-    protected couples it passed over, and copies in flight (journaled, not
-    yet committed). Changes nothing."""
+    protected couples it passed over, those ``require_archived``'s task has
+    not archived, and copies in flight (journaled, not yet committed). Changes nothing."""
     if not config.enabled:
         return {"next": [], "held_back": {"protected": 0, "not_archived": 0, "in_flight": 0}}
     dry = await prune_round(conn, config, filesystems, daemon=daemon, owned_roots=owned_roots,
@@ -30,8 +30,7 @@ async def plan(conn: asyncpg.Connection, config: StorageConfig,
     return {"next": [{"sid": line.sid, "couple_id": line.couple_id,
                       "start_ts": clock.iso(line.start_ts), "reason": reason, "bytes": line.bytes}
                      for reason, line in dry.lines],
-            # not_archived: no archive task is required before pruning (archive export is to come)
-            "held_back": {"protected": dry.protected, "not_archived": 0,
+            "held_back": {"protected": dry.protected, "not_archived": dry.not_archived,
                           "in_flight": await journal.in_flight(conn)}}
 
 

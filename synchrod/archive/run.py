@@ -1,0 +1,172 @@
+"""One run of an archive task (SPEC §10): every not yet archived file of the
+task's calls within ``lookback_days``, page by page (one query per page
+with every sidecar field), copied and verified in a bounded pool, one
+``syncfs`` for the page, then the page's manifest rows and entries in one
+transaction. A file's failure is its entry; a full destination ends the run
+(``destination_full``) recording nothing for what was not written. A run
+killed anywhere leaves only journaled temporary files, which the next run
+of the task removes first."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import structlog
+
+from .. import faults
+from ..config import ArchiveTask
+from ..core import archivelayout as layout
+from ..core import clock
+from ..errors import CallError, TargetError
+from ..fs import archivecopy, copying
+from ..replay import archive, archiveruns
+
+log = structlog.get_logger("synchrod.archive")
+
+BATCH = 200     # files per page: one query, one syncfs, one commit
+WORKERS = 4     # copies at once
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run needs besides the database: the task, the archive's time
+    zone, where replay files may be read from (real paths), the page
+    statement for this replay schema, whether couples carry archive marks."""
+    task: ArchiveTask
+    tz: ZoneInfo
+    roots: tuple[str, ...]
+    statement: str
+    marks: bool
+    workers: int = WORKERS
+    on_batch: Callable[[str, int, int, int], None] | None = None   # task, ok, failed, bytes
+
+
+@dataclass
+class _Page:
+    archived: list[dict] = field(default_factory=list)
+    entries: list[tuple] = field(default_factory=list)
+    failed: int = 0
+    target: TargetError | None = None
+
+
+def message_of(state: str, name: str, detail: str | None = None) -> str:
+    """The run's message as SPEC §10 words it."""
+    if state == "completed":
+        return f"Task '{name}' completed."
+    if state == "errors":
+        return f"Task '{name}' had errors"
+    return f"Task '{name}' failed: {detail}"
+
+
+async def run(conn: asyncpg.Connection, ctx: RunContext, run_id: int, *,
+              now: dt.datetime | None = None, batch: int = BATCH) -> dict:
+    """Carries out the run ``run_id`` (already started) and ends it; returns
+    its final view. Database errors propagate (the caller ends the run)."""
+    task, now = ctx.task, now or clock.now()
+    await _clean_pending(conn, task.name)
+    after, couples = archive.START, set()
+    state, detail = "completed", None
+    with ThreadPoolExecutor(ctx.workers, thread_name_prefix=f"archive-{task.name}") as pool:
+        while True:
+            files = await archive.candidates(
+                conn, ctx.statement, start=now - dt.timedelta(days=task.lookback_days), end=now,
+                stopped_before=now - dt.timedelta(minutes=task.min_age_minutes),
+                sources=task.sources or None, task=task.name, after=after, limit=batch)
+            if not files:
+                break
+            last = files[-1]
+            after = (last["start_ts"], last["couple_id"], last["cfile_id"])
+            page = await _copy_page(conn, ctx, run_id, files, pool, now)
+            couples |= {a["cplid"] for a in page.archived}
+            if page.target is not None:
+                state = "failed"
+                detail = ("destination_full" if page.target.reason == "storage_full"
+                          else "destination_unwritable") + f": {page.target.detail}"
+                break
+    if ctx.marks and couples:
+        await archive.mark_archived(conn, sorted(couples), task.name, task.folder)
+    counts = await archiveruns.get(conn, run_id)
+    if state == "completed" and counts["files_failed"]:
+        state = "errors"
+    end = await archiveruns.finish(conn, run_id, state, message_of(state, task.name, detail))
+    log.info("archive_run_" + state, task=task.name, run=run_id, files_ok=end["files_ok"],
+             files_failed=end["files_failed"], bytes=end["bytes"], message=end["message"])
+    return end
+
+
+async def _clean_pending(conn: asyncpg.Connection, task: str) -> None:
+    """Removes the temporary files an interrupted run of the task left."""
+    left = await archive.pending_of(conn, task)
+    if left:
+        await asyncio.to_thread(lambda: [archivecopy.clean(p) for p in left])
+        await archive.pending_forget(conn, left)
+        log.info("archive_repaired", task=task, temporary_files=len(left))
+
+
+async def _copy_page(conn: asyncpg.Connection, ctx: RunContext, run_id: int, files: list[dict],
+                     pool: ThreadPoolExecutor, now: dt.datetime) -> _Page:
+    """Copies one page's files, makes them durable, records them."""
+    task = ctx.task
+    dests = [layout.destination(task.folder, layout.relative_path(
+        f["start_ts"], ctx.tz, f["sid"], f["cftype"], f["cfile_id"], f["cfpath"])) for f in files]
+    await archive.pending_add(conn, task.name, dests)
+    loop = asyncio.get_running_loop()
+    jobs = [loop.run_in_executor(pool, _copy_one, ctx, run_id, f, d, now)
+            for f, d in zip(files, dests)]
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    unexpected = next((r for r in results if isinstance(r, BaseException)
+                       and not isinstance(r, (CallError, TargetError))), None)
+    if unexpected is not None:
+        raise unexpected   # a bug or the process stopping: the run fails, the journal stays
+    page = _Page()
+    for f, dest, result in zip(files, dests, results):
+        _account(page, f, dest, result)
+    failed_dests = [d for d, r in zip(dests, results) if isinstance(r, BaseException)]
+    if page.archived:
+        await asyncio.to_thread(copying.syncfs, task.folder)
+    faults.point("archive_batch")
+    if failed_dests:
+        await asyncio.to_thread(lambda: [archivecopy.clean(d) for d in failed_dests])
+    await archive.record(conn, task.name, run_id, page.archived, page.entries, page.failed)
+    await archive.pending_forget(conn, dests)
+    if ctx.on_batch is not None:
+        ctx.on_batch(task.name, len(page.archived), page.failed,
+                     sum(a["bytes"] for a in page.archived))
+    return page
+
+
+def _copy_one(ctx: RunContext, run_id: int, f: dict, dest: str, now: dt.datetime):
+    """Blocking: one file and its sidecar (the sidecar holds the copy's sha256)."""
+    def sidecar(sha256: str) -> bytes:
+        return layout.sidecar_bytes(layout.sidecar(f, task=ctx.task.name, run_id=run_id,
+                                                   archived_at=clock.now(), sha256=sha256,
+                                                   tz=ctx.tz))
+    return archivecopy.archive_file(ctx.roots, f["cfpath"], dest, f["cfsize"], sidecar)
+
+
+def _account(page: _Page, f: dict, dest: str, result) -> None:
+    side = layout.sidecar_path(dest)
+    if isinstance(result, archivecopy.Copied):
+        page.archived.append({"cfile_id": f["cfile_id"], "cplid": f["couple_id"], "sid": f["sid"],
+                              "destination": dest, "sha256": result.sha256, "bytes": result.size})
+        page.entries += [("media", dest, f["cfpath"], f["sid"], "archived", None),
+                         ("sidecar", side, f["cfpath"], f["sid"], "archived", None)]
+    elif isinstance(result, TargetError):
+        page.target = page.target or result   # not this file's fault: nothing recorded for it
+    elif isinstance(result, CallError):
+        page.failed += 1
+        page.entries += [("media", dest, f["cfpath"], f["sid"], "failed", str(result)),
+                         ("sidecar", side, f["cfpath"], f["sid"], "failed",
+                          "not written: its media file failed")]
+
+
+def replay_roots(target_paths: Sequence[str], mounts: Sequence[str]) -> tuple[str, ...]:
+    """Where replay files may be read from: the target paths and the sources'
+    mounts (linked files), as real paths."""
+    return tuple(sorted({os.path.realpath(p) for p in (*target_paths, *mounts)}))
