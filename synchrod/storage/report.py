@@ -35,6 +35,11 @@ async def plan(conn: asyncpg.Connection, config: StorageConfig,
 
 
 def report(config: StorageConfig, filesystems: list[dict], plan_: dict) -> dict:
-    """The report's object: the mode, the filesystems' views, the plan."""
-    return {"enabled": config.enabled, "mode": config.mode.value, "filesystems": filesystems,
-            "plan": plan_}
+    """The report's object: the mode, the levels' percentages (enter, exit),
+    the filesystems' views, the plan."""
+    t = config.thresholds
+    levels = {name: {"enter": band.enter, "exit": band.exit}
+              for name, band in (("warning", t.warning), ("critical", t.critical),
+                                 ("emergency", t.emergency))}
+    return {"enabled": config.enabled, "mode": config.mode.value, "levels": levels,
+            "filesystems": filesystems, "plan": plan_}

@@ -2,6 +2,9 @@
 // Server-Sent Events, and (after a login) drives the source actions.
 // Everything is built with DOM APIs and textContent: sysnames, paths and
 // error messages come from recorders and are never parsed as HTML.
+// The other views of the page (storage.js, recordings.js) use what this file
+// shares as window.synchrodMonitor: the API helper, the DOM helpers and
+// formatters, the login, and on(name, handler) for live events.
 "use strict";
 
 (() => {
@@ -297,6 +300,7 @@
     }
     renderAuth();
     renderSources();
+    emit("auth", auth);
   }
 
   /** Forgets the token (after a 401 or its expiry) and asks for a login again. */
@@ -355,13 +359,14 @@
     showNotice("Logged out.");
   }
 
-  /** POST with the token; null (and the login form again) on a 401. */
-  async function authorized(path) {
+  /** A request with the token (a POST unless method says otherwise); null (and the
+   *  login form again) on a 401. */
+  async function authorized(path, {method = "POST", body} = {}) {
     if (!state.auth) {
       dropSession("Log in first.");
       return null;
     }
-    const res = await api("POST", path, {auth: true});
+    const res = await api(method, path, {auth: true, body});
     if (res.status === 401) {
       dropSession(`Not authorized (${errorText(res)}): log in again.`);
       return null;
@@ -857,14 +862,48 @@
       setLive("down");
       if (events.readyState === EventSource.CLOSED) setTimeout(connectEvents, RECONNECT_MS);
     };
-    for (const [name, handler] of Object.entries(HANDLERS)) {
-      events.addEventListener(name, (ev) => {
-        let data;
-        try { data = JSON.parse(ev.data); } catch { console.warn(`bad ${name} event`, ev.data); return; }
-        handler(data);
-      });
+    for (const name of new Set([...Object.keys(HANDLERS), ...listeners.keys()])) {
+      if (!PAGE_EVENTS.has(name)) listen(events, name);
     }
   }
+
+  /** Dispatches the SSE event name of source to this page's handler and the other views'. */
+  function listen(source, name) {
+    source.addEventListener(name, (ev) => {
+      let data;
+      try { data = JSON.parse(ev.data); } catch { console.warn(`bad ${name} event`, ev.data); return; }
+      if (HANDLERS[name]) HANDLERS[name](data);
+      emit(name, data);
+    });
+  }
+
+  // --- what the other views share ------------------------------------------------
+
+  /** name -> handlers: SSE event names, and the page's own events (PAGE_EVENTS). */
+  const listeners = new Map();
+  const PAGE_EVENTS = new Set(["auth"]);   // the login changed: {token, user, expires} or null
+
+  function emit(name, data) {
+    for (const fn of listeners.get(name) || []) fn(data);
+  }
+
+  /** Calls handler(data) on every event name (an SSE event's parsed data, or "auth"). */
+  function on(name, handler) {
+    if (!listeners.has(name)) {
+      listeners.set(name, []);
+      if (events && !HANDLERS[name] && !PAGE_EVENTS.has(name)) listen(events, name);   // stream open already
+    }
+    listeners.get(name).push(handler);
+  }
+
+  window.synchrodMonitor = Object.freeze({
+    api, authorized, errorText, showNotice, on, afterPaint, render,
+    $, el, td, num, setText, setProp, syncRows, setRelTime, DASH,
+    fmt: Object.freeze({number: fmtNumber, bytes: fmtBytes, time: fmtTime, age: fmtAge,
+                        relative: fmtRelative, seconds: fmtSeconds}),
+    auth: () => state.auth,
+    sources: () => [...state.sources.keys()],
+  });
 
   /** The status the server embedded in the page (null: none, or unreadable). */
   function embeddedStatus() {
