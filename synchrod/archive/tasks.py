@@ -22,6 +22,14 @@ _LOCK = "SELECT pg_try_advisory_lock($1, hashtext($2))"
 _UNLOCK = "SELECT pg_advisory_unlock($1, hashtext($2))"
 
 
+async def running_elsewhere(conn: asyncpg.Connection, name: str) -> bool:
+    """Whether a process holds the task's lock now (a run is going on)."""
+    if await conn.fetchval(_LOCK, LOCK_CLASS, name):
+        await conn.fetchval(_UNLOCK, LOCK_CLASS, name)
+        return False
+    return True
+
+
 class TaskBusy(Exception):
     """The task is running already (here or in another process)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from ..daemon.archivewatch import ArchiveWatch
     from ..daemon.ownership import Ownership
     from ..daemon.runner import Control
     from ..sync.engine import Engine
@@ -17,6 +18,7 @@ class DaemonHandle(Protocol):
     control: Control            # the flags the daemon loop acts on
     ownership: Ownership        # which sources this daemon holds
     config_error: str | None    # why the last reload was refused, if it was
+    archive: ArchiveWatch       # archive runs: listeners, those running, start one by hand
 
     async def reload(self, reason: str) -> bool:
         """Reloads the configuration file; False when it was refused."""

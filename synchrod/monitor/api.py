@@ -12,6 +12,7 @@ from ..core import clock
 from ..errors import ActionRefused
 from ..replay import controls, history, recordings
 from ..storage import report as storage_report
+from .archive_api import ArchiveRoutes
 from .auth import Unauthorized, check_password
 from .deletions import DeletionRoutes
 from .params import MAX_INT, bool_param, error, int_param, json_response, time_param
@@ -49,7 +50,7 @@ class Api:
             web.post("/api/v1/sources/{sysname}/{action}", self.source_action),
             web.post("/api/v1/reload", self.reload),
             web.post("/api/v1/shutdown", self.shutdown),
-        ] + DeletionRoutes(self.m, self._claims).routes()
+        ] + DeletionRoutes(self.m, self._claims).routes() + ArchiveRoutes(self.m, self._claims).routes()
 
     # --- reads ---------------------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:

@@ -20,6 +20,7 @@ from ..core.levels import ALARMS, Level
 from ..core.states import COUNT_KEYS
 from ..pg.connect import redact
 from ..replay import controls, daemons, reads
+from .archivestate import ArchiveState
 from .events import Hub
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Board:
         self._last_bases: dict[str, dict] = {}
         self._last_daemon: dict | None = None
         self._alarmed: dict[str, dict] = {}      # key -> the alarm of its episode, while it lasts
+        self.archive = ArchiveState(lambda: daemon.engine.config.archive)
 
     # --- views ------------------------------------------------------------------
     def bases(self) -> dict[str, dict]:
@@ -157,6 +159,7 @@ class Board:
             self.attempts = await reads.attempt_counts(conn, names) if ready else {}
             if ready:
                 tokens.adopt_revoked(await controls.revoked(conn))
+                await self.archive.refresh(conn)
         self.owners = {name: d["name"] for name, d in daemons.owners(live).items()}
 
     # --- live events ---------------------------------------------------------------
@@ -190,6 +193,14 @@ class Board:
             return
         self.alarm(ALARMS[level], None, f"{event['filesystem']} is {event['percentageUtilization']} % "
                    f"used: storage level {event['level']}", key=key)
+
+    def on_archive(self, what: str, data: dict) -> None:
+        """An archive run started, did a page, or ended: a live ``archive`` event."""
+        if what == "ended":
+            self.archive.on_run_ended(data)
+        body = {"event": what, "task": data.get("task"),
+                "run": data if what != "batch" else {k: data[k] for k in ("ok", "failed", "bytes")}}
+        self.hub.publish("archive", body)
 
     def clear_alarm(self, key: str) -> None:
         """The episode of the alarm under ``key`` is over: the next one is raised again."""

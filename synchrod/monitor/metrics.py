@@ -31,7 +31,8 @@ class Metrics:
     """``gauges`` returns (sources, target_paths) as the monitor's views
     show them (see ``monitor.board``)."""
 
-    def __init__(self, gauges: Callable[[], tuple[list[dict], list[dict]]]):
+    def __init__(self, gauges: Callable[[], tuple[list[dict], list[dict]]],
+                 archive_gauges: Callable[[], list[dict]] = list):
         disable_created_metrics()  # the *_created series only double the output
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -56,12 +57,17 @@ class Metrics:
                                      ["state"], registry=r)
         for state in STATES:
             self.deletion_jobs.labels(state)
+        self.archive_files = Counter("synchrod_archive_files", "Files an archive task archived "
+                                     "or failed to", ["task", "result"], registry=r)
+        self.archive_bytes = Counter("synchrod_archive_bytes", "Bytes of media archived",
+                                     ["task"], registry=r)
         for reason in ("age", "critical", "emergency", "api", "cli"):
             self.pruned_calls.labels(reason)
             self.pruned_bytes.labels(reason)
         for result in ("success", "failure"):
             self.reloads.labels(result)
         r.register(_LiveCollector(gauges))
+        r.register(_ArchiveCollector(archive_gauges))
 
     def add_source(self, source: str) -> None:
         """Every series of a source exists from the start, at zero."""
@@ -96,6 +102,18 @@ class Metrics:
         """Counts the calls and bytes of a SESSION_EVENT (pruned or deleted)."""
         self.pruned_calls.labels(event["reason"]).inc(len(event["sids"]))
         self.pruned_bytes.labels(event["reason"]).inc(event.get("bytes", 0))
+
+    def add_archive_task(self, task: str) -> None:
+        """Starts a task's counters at 0."""
+        for result in ("archived", "failed"):
+            self.archive_files.labels(task, result)
+        self.archive_bytes.labels(task)
+
+    def observe_archive_batch(self, task: str, ok: int, failed: int, nbytes: int) -> None:
+        """Counts one page of an archive run."""
+        self.archive_files.labels(task, "archived").inc(ok)
+        self.archive_files.labels(task, "failed").inc(failed)
+        self.archive_bytes.labels(task).inc(nbytes)
 
     def reloaded(self, ok: bool) -> None:
         """Counts a configuration reload as a success or a failure."""
@@ -172,3 +190,24 @@ class _LiveCollector:
                                 value={"version": __version__})
         yield from (backlog, lag, up, last_ok, enabled, paused, stalled, usage, watermark, full,
                     available, level, accepting, info)
+
+
+class _ArchiveCollector:
+    def __init__(self, gauges: Callable[[], list[dict]]):
+        self.gauges = gauges
+
+    def describe(self) -> Iterable:
+        return []
+
+    def collect(self) -> Iterable:
+        """Per archive task: when its last completed run ended, when it runs next."""
+        last = GaugeMetricFamily("synchrod_archive_last_success_timestamp_seconds",
+                                 "End of the task's last completed archive run", labels=["task"])
+        nxt = GaugeMetricFamily("synchrod_archive_next_run_timestamp_seconds",
+                                "When the archive task runs next", labels=["task"])
+        for g in self.gauges():
+            if g["last_success"] is not None:
+                last.add_metric([g["task"]], g["last_success"])
+            if g["next_run"] is not None:
+                nxt.add_metric([g["task"]], g["next_run"])
+        yield from (last, nxt)

@@ -46,7 +46,7 @@ class Monitor:
         self.daemon = daemon
         self.hub = Hub()
         self.board = Board(daemon, self.hub)
-        self.metrics = Metrics(self.board.gauges)
+        self.metrics = Metrics(self.board.gauges, self.board.archive.gauges)
         self.limiter = LoginLimiter()
         self.tokens: Tokens | None = None
         self.actions = Actions(daemon, self.db)
@@ -160,6 +160,9 @@ class Monitor:
             self.metrics.add_source(src.sysname)
         self.daemon.engine.cycle_listeners.append(self._on_cycle)
         self.daemon.engine.storage_listeners.append(self._on_storage)
+        self.daemon.archive.listeners.append(self._on_archive)
+        for task in self.config.archive.tasks:
+            self.metrics.add_archive_task(task.name)
         host, _, port = cfg.listen.rpartition(":")
         host = host.strip("[]")
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
@@ -183,6 +186,11 @@ class Monitor:
         if entered is not None:
             self.metrics.deletion_jobs.labels(entered).inc()
         self.hub.publish("deletion_job", job)
+
+    def _on_archive(self, what: str, data: dict) -> None:
+        if what == "batch":
+            self.metrics.observe_archive_batch(data["task"], data["ok"], data["failed"], data["bytes"])
+        self.board.on_archive(what, data)
 
     def _on_cycle(self, runtime, result) -> None:
         self.metrics.observe_cycle(runtime.config.sysname, result)
