@@ -47,3 +47,40 @@ def test_once_now_runs_once_and_a_slot_passed_while_stopped_is_missed(env, daemo
     (slot,), = env.target("SELECT slot_at FROM synchrod.archive_runs WHERE task = 'later'")
     assert slot == later
     assert second.stop() == 0
+
+
+def test_a_slot_coming_while_the_previous_run_goes_on_is_skipped(env, tmp_path):
+    """The scheduler's tick with a run of the task still going: the slot that
+    comes is recorded ``skipped`` (once), and the next tick starts nothing."""
+    import asyncio
+
+    from synchrod.config import from_dict
+    from synchrod.daemon.archivewatch import ArchiveWatch
+    from synchrod.sync.engine import Engine
+    env.write_config(archive={"enabled": True, "timezone": "UTC", "tasks": [
+        {"name": "hourly", "destination": str(tmp_path / "arch"), "schedule": "hourly", "at": ":30"}]})
+    assert env.once("--until-idle").returncode == 0   # synchrod's schema
+    t0 = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.timezone.utc)
+
+    async def scenario():
+        engine = Engine(from_dict(env.raw, str(env.config_path)))
+        await engine.open()
+        try:
+            watch = ArchiveWatch(engine, ownership=None)
+            watch.active_since = t0
+            await watch.tick(t0)                      # first seen: its slots count from t0
+            started = []
+            watch.start = lambda task, slot, user=None: started.append(slot) or True
+            watch.running["hourly"] = asyncio.get_running_loop().create_future()
+            await watch.tick(t0 + dt.timedelta(minutes=31))   # 10:30 comes while it runs
+            await watch.tick(t0 + dt.timedelta(minutes=32))
+            del watch.running["hourly"]
+            await watch.tick(t0 + dt.timedelta(minutes=91))   # 11:30 runs
+            return started
+        finally:
+            await engine.close()
+    started = asyncio.run(scenario())
+    assert started == [t0 + dt.timedelta(minutes=90)]
+    rows = env.target("SELECT slot_at, state, message FROM synchrod.archive_runs ORDER BY slot_at")
+    assert [(r[0], r[1]) for r in rows] == [(t0 + dt.timedelta(minutes=30), "skipped")]
+    assert "still going" in rows[0][2]
