@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from _sync_helpers import (
+    cli,
+    define_tags,
+    files_under,
+    set_source,
+    spec,
+    speech_tags,
+    target_couples,
+    wav,
+)
 
-from _sync_helpers import cli, define_tags, files_under, set_source, spec, speech_tags, target_couples, wav
 from synchrod.monitor.passwords import verify_password
 from synchrod.testing.recorders import FileSpec
 
@@ -179,6 +188,20 @@ def test_check_reports_the_monitor_secret(env):
     secret.chmod(0o600)
     rc, line = secret_line()
     assert rc == 0 and line.endswith("OK (0 user(s), listen 127.0.0.1:9)"), line
+
+
+def test_check_reports_archive_destinations(env):
+    open_dir, blocker = env.tmp / "archive", env.tmp / "a-file"
+    blocker.write_text("not a directory")
+    env.write_config(archive={"enabled": True, "tasks": [
+        {"name": "ok", "destination": str(open_dir), "schedule": "daily", "at": "02:00"},
+        {"name": "bad", "destination": str(blocker / "sub"), "schedule": "hourly", "at": ":05"}]})
+    proc = cli(env, "check")
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("archive task")]
+    assert lines[0] == f"archive task ok destination {open_dir}: OK (daily 02:00)", lines
+    assert lines[1] == (f"archive task bad destination {blocker / 'sub'}: FAILED "
+                        f"({blocker} is not a directory)"), lines
+    assert proc.returncode == 1
 
 
 def test_check_fails_on_a_missing_mount_path(env):

@@ -74,9 +74,34 @@ async def run_checks(cfg: Config) -> list[Line]:
                                   hung=f"mount path {src.mount_path} did not answer (hung mount?)")
         lines.append(Line(f"source {src.sysname} mount path {src.mount_path}", problem is None,
                           problem or ""))
+    for task in cfg.archive.tasks if cfg.archive.enabled else ():
+        lines.append(await _archive_line(task))
     if cfg.monitor.enabled:
         lines.append(_monitor_secret_line(cfg.monitor))
     return lines
+
+
+def _writable_dir(path: str) -> str | None:
+    """Why files cannot be created below ``path`` (it or its first existing
+    parent is not a writable directory); None when they can."""
+    probe = path
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        return f"{probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
+async def _archive_line(task) -> Line:
+    """An archive task's destination: writable (or creatable), within FS_TIMEOUT."""
+    what = f"archive task {task.name} destination {task.destination}"
+    if not task.enabled:
+        return Line(what, True, "task disabled")
+    problem = await _off_loop(_writable_dir, task.folder,
+                              hung=f"{task.destination} did not answer (hung mount?)")
+    return Line(what, problem is None, problem or f"{task.schedule.kind} {task.schedule.at}")
 
 
 def _monitor_secret_line(mon) -> Line:
