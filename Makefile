@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench bench-monitor dist clean
+.PHONY: install demo test test-fast bench bench-storage bench-monitor dist clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+# Only the storage benchmarks of `make bench`: pruning speed (p), storage and recordings API (s).
+bench-storage: install
+	$(BIN)/python scripts/bench.py --only p,s $(BENCH_ARGS)
 
 # /api/v1/status, /monitor/ and first paint with 50 sources and 10,000 cycles of history.
 bench-monitor: install

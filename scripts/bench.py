@@ -6,6 +6,10 @@
     b  link mode (copy_files: false): 20,000 calls, calls/s
     c  idle cycle: 1,000,000 couples all synchronized, ms per idle cycle
     d  peak memory draining 100,000 small calls (copy mode, 1,000 per cycle)
+    p  pruning: 20,000 old calls with their files removed by `synchrod purge`
+       and by the automatic rounds (age, critical), calls/s (bench_storage)
+    s  GET /api/v1/storage and /api/v1/recordings pages at 1,000,000
+       couples, p50/p95 ms (bench_storage)
 
 Everything runs against one embedded PostgreSQL started with fast=False (fsync
 on: real durability) under .bench/ (removed at start). Recorder and replay
@@ -22,8 +26,8 @@ run, so both schemas' figures can be shown side by side and a ``--quick`` or
 
 Its parts live beside it in scripts/: bench_env (.bench/, the Bench
 helper, `synchrod once` timed), bench_cases (a to d, their sizes and
-targets), bench_profile (``--profile``); this script runs them and
-keeps the results.
+targets), bench_storage (p and s), bench_profile (``--profile``); this
+script runs them and keeps the results.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ import time
 
 from bench_cases import FULL, QUICK, bench_copy, bench_idle, bench_link, bench_memory
 from bench_env import BENCH, GNU_TIME, REPO, Bench
+from bench_storage import bench_api, bench_prune, table_rows
 from synchrod.testing import recorders, stage
 from synchrod.testing.stage import say
 
@@ -61,7 +66,7 @@ def previous_by_schema() -> dict:
 
 def table(results: dict, schema: str) -> list[str]:
     """The figures of ``results`` (run on ``schema``) as aligned lines: a heading, then one row
-    per benchmark a to d present with its figure, target and whether it was met."""
+    per benchmark a to d, p and s present with its figure, target and whether it was met."""
     rows = [(f"bench ({schema})", "figure", "target", "met")]
     if "a" in results:
         a = results["a"]
@@ -84,6 +89,7 @@ def table(results: dict, schema: str) -> list[str]:
         x = results["d"]
         rows.append(("d memory", f"{x['peak_rss_mib']:.1f} MiB peak RSS ({x['calls']:,} calls, "
                                  f"{x['calls_per_s']:,.0f} calls/s)", x["target"], x["met"]))
+    rows += table_rows(results)
     w = [max(len(str(r[i])) for r in rows) for i in range(3)]
     out = []
     for r in rows:
@@ -98,7 +104,7 @@ def main() -> int:
     benchmark raises)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: a sanity run, not figures")
-    ap.add_argument("--only", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    ap.add_argument("--only", default="a,b,c,d,p,s", help="comma-separated subset of a,b,c,d,p,s")
     ap.add_argument("--schema", choices=recorders.VERSIONS, default="current",
                     help="CallREC version of the recorder and replay databases (default current)")
     ap.add_argument("--profile", action="store_true",
@@ -106,8 +112,8 @@ def main() -> int:
                          "statement timed, and print where the time goes")
     args = ap.parse_args()
     only = [x.strip() for x in args.only.split(",") if x.strip()]
-    if set(only) - set("abcd"):
-        ap.error(f"--only takes a,b,c,d, not {args.only!r}")
+    if set(only) - set("abcdps"):
+        ap.error(f"--only takes a,b,c,d,p,s, not {args.only!r}")
     sz = QUICK if args.quick else FULL
 
     by_schema = previous_by_schema()
@@ -123,7 +129,8 @@ def main() -> int:
     try:
         stage.callrec_template(server, version=args.schema)
         b = Bench(server, args.schema)
-        steps = {"a": bench_copy, "b": bench_link, "c": bench_idle, "d": bench_memory}
+        steps = {"a": bench_copy, "b": bench_link, "c": bench_idle, "d": bench_memory,
+                 "p": bench_prune, "s": bench_api}
         for key in only:
             t0 = time.perf_counter()
             results[key] = {"schema": args.schema, **steps[key](b, sz, args.profile)}

@@ -228,3 +228,29 @@ def test_an_age_pass_goes_on_from_where_the_last_one_ended(env):
     assert [e["sids"] for e in second.events] == [["old2"]]          # oldp is protected: passed over
     assert third.events == [] and third.age_position >= second.age_position
     assert third.age_position[0] < dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+
+
+def test_recordings_by_source_the_same_whichever_way_the_page_is_read(env, monkeypatch):
+    """A source with few couples is read from its synced rows, one with many
+    by probing couples in order: both give the same pages."""
+    from synchrod.replay import recordings
+    _calls(env)
+    env.add_calls(1, [spec("other", minutes_ago=30)])
+    env.once("--source", "rec2", "--until-idle", check_rc=0)
+
+    async def pages(per_row: int) -> list:
+        monkeypatch.setattr(recordings, "FEW_PER_ROW", per_row)
+        conn = await connect(env.raw["target"]["database"])
+        try:
+            out, cursor = [], None
+            while True:
+                page = await recordings.page(conn, before=None, after=None, source="rec1",
+                                             protected=None, deleted=None, limit=2, cursor=cursor)
+                out.append([r["sid"] for r in page["recordings"]])
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    return out
+        finally:
+            await conn.close()
+    few, many = asyncio.run(pages(100)), asyncio.run(pages(0))
+    assert few == many == [["old1", "old2"], ["oldp", "new1"], ["new2"]]

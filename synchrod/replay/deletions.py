@@ -17,6 +17,7 @@ import asyncpg
 
 from ..core import clock
 from ..core.pathsafety import is_inside
+from ..pg.connect import WRITE_PLANS
 from . import statements
 
 #: candidates oldest first; $1 before (exclusive), $2 a source's couples only
@@ -60,7 +61,8 @@ SELECT DISTINCT f.cplid FROM callrec.cfiles f
    AND NOT EXISTS (SELECT 1 FROM synchrod.archive_files a WHERE a.task = $2 AND a.cfile_id = f.id)
 """
 _LOCK_COUPLES = """
-SELECT id, sid::text AS sid, coalesce(protected, false) AS protected, callid
+SELECT id, sid::text AS sid, coalesce(protected, false) AS protected, callid,
+       coalesce(deleted::text = 'D', false) AS pruned
   FROM callrec.couples WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
 """
 _DELETE_FILES = """
@@ -170,7 +172,12 @@ async def prune_batch(conn: asyncpg.Connection, ids: Sequence[int], *, reason: s
     the locks: a better copy may just have replaced an archived one) stay."""
     out = Pruned()
     async with conn.transaction():
+        # CallREC's per-row triggers fire for every cfile removed: planned once, not per row
+        await conn.execute(WRITE_PLANS)
         locked = await conn.fetch(_LOCK_COUPLES, list(ids))
+        # pruned by another pruner since they were listed (the CLI beside the daemon,
+        # a bulk delete job beside automatic pruning): not twice
+        locked = [r for r in locked if metadata or not r["pruned"]]
         # the batch writer's sid locks: a couple whose batch is committing waits for it
         await conn.fetchval(statements.LOCK_SIDS, sorted({r["sid"] for r in locked}))
         out.protected = [r["sid"] for r in locked if r["protected"]]

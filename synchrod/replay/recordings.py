@@ -12,27 +12,42 @@ import asyncpg
 
 from ..core import clock
 
-_PAGE = """
+_COLUMNS = """
 SELECT c.id, c.callid, c.sid::text AS sid, c.start_ts, c.length,
        c.callingnr::text AS callingnr, c.originalcallednr::text AS originalcallednr,
        c.finalcallednr::text AS finalcallednr,
        coalesce(c.protected, false) AS protected, coalesce(c.deleted::text = 'D', false) AS deleted,
        (SELECT s.source FROM synchrod.synced s WHERE s.target_cplid = c.id
          ORDER BY s.synced_at LIMIT 1) AS source,
-       f.files, f.bytes
-  FROM callrec.couples c
+       f.files, f.bytes"""
+_FILES = """
  CROSS JOIN LATERAL (SELECT count(*)::int AS files, coalesce(sum(cf.cfsize), 0)::bigint AS bytes
-                       FROM callrec.cfiles cf WHERE cf.cplid = c.id) f
+                       FROM callrec.cfiles cf WHERE cf.cplid = c.id) f"""
+#: $1/$2 keyset position, $3 before, $4 at or after, $5 source, $6 protected, $7 deleted
+#: (written so that a custom plan of deleted=false can use the unpruned couples' index)
+_FILTERS = """
  WHERE (c.start_ts, c.id) > ($1::timestamptz, $2::bigint)
    AND ($3::timestamptz IS NULL OR c.start_ts < $3)
    AND ($4::timestamptz IS NULL OR c.start_ts >= $4)
-   AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM synchrod.synced s
-                                     WHERE s.target_cplid = c.id AND s.source = $5))
    AND ($6::bool IS NULL OR coalesce(c.protected, false) = $6)
-   AND ($7::bool IS NULL OR coalesce(c.deleted::text = 'D', false) = $7)
+   AND ($7::bool IS NULL OR ($7 AND c.deleted::text = 'D') OR (NOT $7 AND c.deleted IS DISTINCT FROM 'D'))"""
+_ORDER = """
  ORDER BY c.start_ts, c.id
  LIMIT $8
 """
+#: every couple, or those of a source holding many: couples in keyset order,
+#: each probed for the source (OFFSET 0 keeps the probe a per-row index lookup)
+_PAGE = (_COLUMNS + "\n  FROM callrec.couples c" + _FILES + _FILTERS + """
+   AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM synchrod.synced s
+                                     WHERE s.target_cplid = c.id AND s.source = $5 OFFSET 0))"""
+         + _ORDER)
+#: a source holding few couples: its couples first, then sorted
+_PAGE_FEW = (_COLUMNS + """
+  FROM (SELECT DISTINCT s.target_cplid FROM synchrod.synced s WHERE s.source = $5) m
+  JOIN callrec.couples c ON c.id = m.target_cplid""" + _FILES + _FILTERS + _ORDER)
+#: whether a source holds fewer than $2 couples (reads at most $2 index entries)
+_FEW = "SELECT count(*) < $2 FROM (SELECT 1 FROM synchrod.synced WHERE source = $1 LIMIT $2) x"
+FEW_PER_ROW = 100   # a source with fewer than this many synced couples per page row is "few"
 
 
 class BadCursor(ValueError):
@@ -63,7 +78,11 @@ async def page(conn: asyncpg.Connection, *, before: dt.datetime | None, after: d
                cursor: str | None) -> dict:
     """``{"recordings": [...], "next_cursor"}``: up to ``limit`` recordings
     past ``cursor`` matching every filter given; ``next_cursor`` None at the end."""
-    rows = await conn.fetch(_PAGE, *decode_cursor(cursor), before, after, source, protected,
+    statement = _PAGE
+    if source is not None and await conn.fetchval(_FEW, source, FEW_PER_ROW * limit):
+        # probing couple after couple would go through ~all of them to fill a page
+        statement = _PAGE_FEW
+    rows = await conn.fetch(statement, *decode_cursor(cursor), before, after, source, protected,
                             deleted, limit)
     recordings = [{"sid": r["sid"], "couple_id": r["id"], "call_id": r["callid"],
                    "start_ts": clock.iso(r["start_ts"]), "length": r["length"],
