@@ -12,6 +12,8 @@ import asyncpg
 
 from ..core import clock
 
+#: the page's couples are chosen first (ids only), their files and source
+#: looked up for those alone
 _COLUMNS = """
 SELECT c.id, c.callid, c.sid::text AS sid, c.start_ts, c.length,
        c.callingnr::text AS callingnr, c.originalcallednr::text AS originalcallednr,
@@ -19,10 +21,13 @@ SELECT c.id, c.callid, c.sid::text AS sid, c.start_ts, c.length,
        coalesce(c.protected, false) AS protected, coalesce(c.deleted::text = 'D', false) AS deleted,
        (SELECT s.source FROM synchrod.synced s WHERE s.target_cplid = c.id
          ORDER BY s.synced_at LIMIT 1) AS source,
-       f.files, f.bytes"""
-_FILES = """
+       f.files, f.bytes
+  FROM ({ids}) p
+  JOIN callrec.couples c ON c.id = p.id
  CROSS JOIN LATERAL (SELECT count(*)::int AS files, coalesce(sum(cf.cfsize), 0)::bigint AS bytes
-                       FROM callrec.cfiles cf WHERE cf.cplid = c.id) f"""
+                       FROM callrec.cfiles cf WHERE cf.cplid = c.id) f
+ ORDER BY c.start_ts, c.id
+"""
 #: $1/$2 keyset position, $3 before, $4 at or after, $5 source, $6 protected, $7 deleted
 #: (written so that a custom plan of deleted=false can use the unpruned couples' index)
 _FILTERS = """
@@ -33,18 +38,17 @@ _FILTERS = """
    AND ($7::bool IS NULL OR ($7 AND c.deleted::text = 'D') OR (NOT $7 AND c.deleted IS DISTINCT FROM 'D'))"""
 _ORDER = """
  ORDER BY c.start_ts, c.id
- LIMIT $8
-"""
+ LIMIT $8"""
 #: every couple, or those of a source holding many: couples in keyset order,
 #: each probed for the source (OFFSET 0 keeps the probe a per-row index lookup)
-_PAGE = (_COLUMNS + "\n  FROM callrec.couples c" + _FILES + _FILTERS + """
+_PAGE = _COLUMNS.format(ids="SELECT c.id FROM callrec.couples c" + _FILTERS + """
    AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM synchrod.synced s
                                      WHERE s.target_cplid = c.id AND s.source = $5 OFFSET 0))"""
-         + _ORDER)
+                        + _ORDER)
 #: a source holding few couples: its couples first, then sorted
-_PAGE_FEW = (_COLUMNS + """
+_PAGE_FEW = _COLUMNS.format(ids="""SELECT c.id
   FROM (SELECT DISTINCT s.target_cplid FROM synchrod.synced s WHERE s.source = $5) m
-  JOIN callrec.couples c ON c.id = m.target_cplid""" + _FILES + _FILTERS + _ORDER)
+  JOIN callrec.couples c ON c.id = m.target_cplid""" + _FILTERS + _ORDER)
 #: whether a source holds fewer than $2 couples (reads at most $2 index entries)
 _FEW = "SELECT count(*) < $2 FROM (SELECT 1 FROM synchrod.synced WHERE source = $1 LIMIT $2) x"
 FEW_PER_ROW = 100   # a source with fewer than this many synced couples per page row is "few"
