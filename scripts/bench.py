@@ -10,6 +10,9 @@
        and by the automatic rounds (age, critical), calls/s (bench_storage)
     s  GET /api/v1/storage and /api/v1/recordings pages at 1,000,000
        couples, p50/p95 ms (bench_storage)
+    r  archive: a run of 2,000 files x 256 KiB (sidecars, verification,
+       manifest) against `cp -a` + `sync`; the scheduler's idle tick with a
+       long history (bench_archive)
 
 Everything runs against one embedded PostgreSQL started with fast=False (fsync
 on: real durability) under .bench/ (removed at start). Recorder and replay
@@ -26,7 +29,7 @@ run, so both schemas' figures can be shown side by side and a ``--quick`` or
 
 Its parts live beside it in scripts/: bench_env (.bench/, the Bench
 helper, `synchrod once` timed), bench_cases (a to d, their sizes and
-targets), bench_storage (p and s), bench_profile (``--profile``); this
+targets), bench_storage (p and s), bench_archive (r), bench_profile (``--profile``); this
 script runs them and keeps the results.
 """
 from __future__ import annotations
@@ -41,6 +44,8 @@ import time
 
 from bench_cases import FULL, QUICK, bench_copy, bench_idle, bench_link, bench_memory
 from bench_env import BENCH, GNU_TIME, REPO, Bench
+from bench_archive import bench_archive
+from bench_archive import table_rows as archive_rows
 from bench_storage import bench_api, bench_prune, table_rows
 from synchrod.testing import recorders, stage
 from synchrod.testing.stage import say
@@ -89,7 +94,7 @@ def table(results: dict, schema: str) -> list[str]:
         x = results["d"]
         rows.append(("d memory", f"{x['peak_rss_mib']:.1f} MiB peak RSS ({x['calls']:,} calls, "
                                  f"{x['calls_per_s']:,.0f} calls/s)", x["target"], x["met"]))
-    rows += table_rows(results)
+    rows += table_rows(results) + archive_rows(results)
     w = [max(len(str(r[i])) for r in rows) for i in range(3)]
     out = []
     for r in rows:
@@ -104,7 +109,7 @@ def main() -> int:
     benchmark raises)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: a sanity run, not figures")
-    ap.add_argument("--only", default="a,b,c,d,p,s", help="comma-separated subset of a,b,c,d,p,s")
+    ap.add_argument("--only", default="a,b,c,d,p,s,r", help="comma-separated subset of a,b,c,d,p,s,r")
     ap.add_argument("--schema", choices=recorders.VERSIONS, default="current",
                     help="CallREC version of the recorder and replay databases (default current)")
     ap.add_argument("--profile", action="store_true",
@@ -112,8 +117,8 @@ def main() -> int:
                          "statement timed, and print where the time goes")
     args = ap.parse_args()
     only = [x.strip() for x in args.only.split(",") if x.strip()]
-    if set(only) - set("abcdps"):
-        ap.error(f"--only takes a,b,c,d,p,s, not {args.only!r}")
+    if set(only) - set("abcdpsr"):
+        ap.error(f"--only takes a,b,c,d,p,s,r, not {args.only!r}")
     sz = QUICK if args.quick else FULL
 
     by_schema = previous_by_schema()
@@ -130,7 +135,7 @@ def main() -> int:
         stage.callrec_template(server, version=args.schema)
         b = Bench(server, args.schema)
         steps = {"a": bench_copy, "b": bench_link, "c": bench_idle, "d": bench_memory,
-                 "p": bench_prune, "s": bench_api}
+                 "p": bench_prune, "s": bench_api, "r": bench_archive}
         for key in only:
             t0 = time.perf_counter()
             results[key] = {"schema": args.schema, **steps[key](b, sz, args.profile)}

@@ -6,18 +6,14 @@
        removed by `synchrod purge --older-than N` (a subprocess, start-up
        included), then, each from a fresh load, by the automatic pruning
        path (storage.pruner.prune_round in this process, max_prune_calls
-       10,000) by age and at critical, and by age once more with each
-       batch's transaction planning CallREC's per-row trigger statements
-       once (the fix that helps); calls/s and files/s; >= 2,000 calls/s
+       10,000) by age and at critical; calls/s and files/s; >= 2,000 calls/s
     s  `GET /api/v1/storage` (its plan is a dry run of the next round) and
        pages of `GET /api/v1/recordings` (first page, a deep page by cursor,
        filtered by source, by deleted, by date) against a running daemon's
        monitor with s_couples couples on the replay database, the older
        half already pruned (the steady state of recording priority):
        p50/p95 over s_requests requests each; p95 < 50 ms. The statements
-       behind them are EXPLAIN (ANALYZE, BUFFERS)ed, with the rewrites that
-       would fix them; then the index that fixes the plan's walk over the
-       pruned history is created by hand and everything measured again.
+       behind them are EXPLAIN (ANALYZE, BUFFERS)ed.
 
 Both run in bench.py's embedded PostgreSQL (fsync on) under .bench/p and
 .bench/s, with ``make bench`` or alone: ``make bench-storage`` (that is
@@ -28,7 +24,6 @@ Both run in bench.py's embedded PostgreSQL (fsync on) under .bench/p and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import os
 import re
@@ -50,12 +45,6 @@ from synchrod.testing.stage import SYNCHROD, free_port, say
 TARGETS = {"p": ">= 2,000 calls/s", "s": "p95 < 50 ms"}
 PRUNE_AGE_DAYS = 20        # p: older than this is pruned (4/5 of the couples, spread over 100 days)
 KEEP_DAYS = 180            # s: pruning age; every couple older is pruned already
-#: the fix of the plan's walk: the couples not pruned yet, in keyset order
-INDEX = ("CREATE INDEX IF NOT EXISTS bench_couples_unpruned ON callrec.couples (start_ts, id)"
-         " WHERE deleted IS DISTINCT FROM 'D'")
-#: the recordings' source filter, and its fix: a probe per couple, not a hash of the source's rows
-SOURCE_FILTER = re.compile(r"(EXISTS \(SELECT 1 FROM synchrod\.synced s\s+WHERE s\.target_cplid = c\.id"
-                           r" AND s\.source = \$5)\)")
 
 
 # --- p: pruning speed -----------------------------------------------------------------------
@@ -95,27 +84,6 @@ def _purge_cli(cfg, *args: str) -> tuple[float, str]:
     if proc.returncode != 0:
         raise RuntimeError(f"synchrod purge failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return wall, proc.stdout.strip().splitlines()[-1]
-
-
-@contextlib.contextmanager
-def _write_plans(on: bool):
-    """With ``on``: each pruning batch's transaction runs with ``plan_cache_mode = auto``
-    (pg.connect.WRITE_PLANS, as the batch writer's does), so CallREC's per-row trigger
-    statements are planned once per batch, not once per row."""
-    from synchrod.pg.connect import WRITE_PLANS
-    from synchrod.replay import deletions
-    original = deletions.prune_batch
-
-    async def prune_batch(conn, ids, **kw):
-        async with conn.transaction():   # prune_batch's own becomes a savepoint in it
-            await conn.execute(WRITE_PLANS)
-            return await original(conn, ids, **kw)
-    if on:
-        deletions.prune_batch = prune_batch
-    try:
-        yield
-    finally:
-        deletions.prune_batch = original
 
 
 async def _rounds(cfg_path, dsn: str, target, critical: bool) -> tuple[float, int, int, dict]:
@@ -178,10 +146,9 @@ def bench_prune(b: Bench, sz: dict, profile: bool = False) -> dict:
     say(f"[p] synchrod purge --older-than {PRUNE_AGE_DAYS}: {calls:,} calls, {files:,} files in "
         f"{wall:.2f} s = {calls / wall:,.0f} calls/s (start-up {startup:.2f} s; "
         f"{calls / max(wall - startup, 1e-6):,.0f} calls/s without it); {last}")
-    for kind in ("age", "critical", "age_write_plans"):
+    for kind in ("age", "critical"):
         cfg, target, dsn, loaded = _stage_prune(b, n)
-        with _write_plans(kind == "age_write_plans"):
-            secs, calls, files, reasons = asyncio.run(_rounds(cfg, dsn, target, kind == "critical"))
+        secs, calls, files, reasons = asyncio.run(_rounds(cfg, dsn, target, kind == "critical"))
         if files_below(target) != loaded["files"] - files or calls < n * 0.99:
             raise RuntimeError(f"[p] {kind} rounds removed {calls} calls, files left "
                                f"{files_below(target)}")
@@ -224,7 +191,7 @@ def _statements(dsn: str, n: int) -> list[tuple[str, str, list]]:
     source filter rewritten (its fix) when the statement still has it."""
     from synchrod.core.clock import KEYSET_START
     from synchrod.replay.deletions import _CANDIDATES
-    from synchrod.replay.recordings import _PAGE
+    from synchrod.replay.recordings import _PAGE, _PAGE_FEW
     with psycopg.connect(dsn) as conn:
         deep = conn.execute("SELECT start_ts, id FROM callrec.couples WHERE id = %s",
                             (n * 9 // 10,)).fetchone()
@@ -235,12 +202,9 @@ def _statements(dsn: str, n: int) -> list[tuple[str, str, list]]:
             _padded(_CANDIDATES, [before, None, False, 500, *start, None])),
            ("recordings: first page", _PAGE, _padded(_PAGE, start + page + [100])),
            ("recordings: deep page", _PAGE, _padded(_PAGE, list(deep) + page + [100]))]
-    rewritten = SOURCE_FILTER.sub(r"\1 OFFSET 0)", _PAGE)
-    for source in ("rec03", RARE):
-        params = _padded(_PAGE, start + [None, None, source, None, None, 100])
-        out.append((f"recordings: source={source}", _PAGE, params))
-        if rewritten != _PAGE:
-            out.append((f"recordings: source={source}, EXISTS (... OFFSET 0)", rewritten, params))
+    for source, statement in (("rec03", _PAGE), (RARE, _PAGE_FEW)):   # as recordings.page picks
+        params = _padded(statement, start + [None, None, source, None, None, 100])
+        out.append((f"recordings: source={source}", statement, params))
     out.append(("recordings: deleted=false", _PAGE,
                 _padded(_PAGE, start + [None, None, None, None, False, 100])))
     return out
@@ -249,8 +213,8 @@ def _statements(dsn: str, n: int) -> list[tuple[str, str, list]]:
 def bench_api(b: Bench, sz: dict, profile: bool = False) -> dict:
     """s: ``s_couples`` couples on the replay database, a daemon with its monitor, then
     ``s_requests`` requests per endpoint (interleaved, one keep-alive connection, logged in);
-    the statements EXPLAINed; a quarter as many again with the INDEX made by hand. Returns the percentiles of both and whether the target is met (without the index;
-    ``profile`` is not used)."""
+    the statements EXPLAINed. Returns the percentiles and whether the target is met
+    (``profile`` is not used)."""
     n, requests = sz["s_couples"], sz["s_requests"]
     port = free_port()
     monitor = stage.monitor_section(f"127.0.0.1:{port}", BENCH / "s" / "jwt.secret",
@@ -281,27 +245,15 @@ def bench_api(b: Bench, sz: dict, profile: bool = False) -> dict:
         say(f"[s] measuring {requests} requests x {len(eps)} endpoints ...")
         out["http"] = measure(client, eps, requests, warmup=10)
         out["explain"] = explain(dsn, _statements(dsn, n))
-        t0 = time.perf_counter()
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(INDEX)
-            conn.execute("ANALYZE callrec.couples")
-        out["index_s"] = time.perf_counter() - t0
-        say(f"[s] with `{INDEX}` ({out['index_s']:.1f} s), measuring again ...")
-        out["http_with_index"] = measure(client, eps, max(10, requests // 4), warmup=5)
-        out["explain_with_index"] = explain(dsn, _statements(dsn, n))
         client.close()
     finally:
         out["daemon_exit"] = daemon.stop()
-    for key in ("http", "http_with_index"):
-        for label, s in out[key].items():
-            say(f"[s] {'with index ' if key != 'http' else ''}{label}: p50 {s['p50']:.1f} ms, "
-                f"p95 {s['p95']:.1f} ms, max {s['max']:.1f} ms ({s['bytes']:,} bytes, "
-                f"{s['errors']} errors)")
-    for line in ["[s] EXPLAIN (ANALYZE, BUFFERS), without the index:"] + explain_lines(out["explain"]) \
-            + ["[s] with the index:"] + explain_lines(out["explain_with_index"]):
+    for label, s in out["http"].items():
+        say(f"[s] {label}: p50 {s['p50']:.1f} ms, p95 {s['p95']:.1f} ms, max {s['max']:.1f} ms "
+            f"({s['bytes']:,} bytes, {s['errors']} errors)")
+    for line in ["[s] EXPLAIN (ANALYZE, BUFFERS):"] + explain_lines(out["explain"]):
         say(line)
     out["worst_p95_ms"] = max(s["p95"] for s in out["http"].values())
-    out["worst_p95_ms_with_index"] = max(s["p95"] for s in out["http_with_index"].values())
     out["met"] = out["worst_p95_ms"] < 50 and not notes
     return out
 
@@ -317,17 +269,15 @@ def table_rows(results: dict) -> list[tuple[str, str, str, bool]]:
                                   f"({x['cli']['calls']:,} calls, {x['cli']['files_per_s']:,.0f} files/s, "
                                   f"{x['cli']['calls_per_s_after_startup']:,.0f}/s after start-up); "
                                   f"rounds: age {x['age']['calls_per_s']:,.0f}, critical "
-                                  f"{x['critical']['calls_per_s']:,.0f} calls/s (age "
-                                  f"{x['age_write_plans']['calls_per_s']:,.0f} with the batches' "
-                                  f"plans fixed)", x["target"], x["met"]))
+                                  f"{x['critical']['calls_per_s']:,.0f} calls/s", x["target"],
+                     x["met"]))
     if "s" in results:
         x = results["s"]
         worst = max(x["http"], key=lambda k: x["http"][k]["p95"])
         store = x["http"]["storage"]
         rows.append(("s storage API", f"{x['couples']:,} couples: storage p95 {store['p95']:.1f} ms; "
-                                      f"worst {worst} p95 {x['http'][worst]['p95']:.1f} ms "
-                                      f"({x['worst_p95_ms_with_index']:.1f} ms worst with the index "
-                                      f"on unpruned couples)", x["target"], x["met"]))
+                                      f"worst {worst} p95 {x['http'][worst]['p95']:.1f} ms",
+                     x["target"], x["met"]))
     return rows
 
 

@@ -67,28 +67,50 @@ def message_of(state: str, name: str, detail: str | None = None) -> str:
 async def run(conn: asyncpg.Connection, ctx: RunContext, run_id: int, *,
               now: dt.datetime | None = None, batch: int = BATCH) -> dict:
     """Carries out the run ``run_id`` (already started) and ends it; returns
-    its final view. Database errors propagate (the caller ends the run)."""
+    its final view. Pipelined: a page is copied while the one before it is
+    made durable and recorded. Database errors propagate (the caller ends
+    the run)."""
     task, now = ctx.task, now or clock.now()
     await _clean_pending(conn, task.name)
-    after, couples = archive.START, set()
-    state, detail = "completed", None
-    with ThreadPoolExecutor(ctx.workers, thread_name_prefix=f"archive-{task.name}") as pool:
-        while True:
-            files = await archive.candidates(
-                conn, ctx.statement, start=now - dt.timedelta(days=task.lookback_days), end=now,
-                stopped_before=now - dt.timedelta(minutes=task.min_age_minutes),
-                sources=task.sources or None, task=task.name, after=after, limit=batch)
-            if not files:
-                break
+    cursor = [archive.START]
+
+    async def fetch() -> tuple[list[dict], list[str]]:
+        """The next page and its destinations, journaled before a byte is written."""
+        files = await archive.candidates(
+            conn, ctx.statement, start=now - dt.timedelta(days=task.lookback_days), end=now,
+            stopped_before=now - dt.timedelta(minutes=task.min_age_minutes),
+            sources=task.sources or None, task=task.name, after=cursor[0], limit=batch)
+        dests = _destinations(ctx, files)
+        if files:
+            await archive.pending_add(conn, task.name, dests)
             last = files[-1]
-            after = (last["start_ts"], last["couple_id"], last["cfile_id"])
-            page = await _copy_page(conn, ctx, run_id, files, pool, now)
-            couples |= {a["cplid"] for a in page.archived}
-            if page.target is not None:
-                state = "failed"
-                detail = ("destination_full" if page.target.reason == "storage_full"
-                          else "destination_unwritable") + f": {page.target.detail}"
-                break
+            cursor[0] = (last["start_ts"], last["couple_id"], last["cfile_id"])
+        return files, dests
+
+    pages: list[_Page] = []
+    finishing = None   # the previous page being made durable and recorded (it has the connection)
+    with ThreadPoolExecutor(ctx.workers, thread_name_prefix=f"archive-{task.name}") as pool:
+        try:
+            files, dests = await fetch()
+            while files:
+                copied = await _copy(ctx, run_id, files, dests, pool, now)
+                if finishing is not None:
+                    pages.append(await finishing)
+                    finishing = None
+                if copied.page.target is not None:   # the destination is full: no further page
+                    pages.append(await _finish(conn, ctx, run_id, copied))
+                    break
+                files, dests = await fetch()
+                finishing = asyncio.ensure_future(_finish(conn, ctx, run_id, copied))
+            if finishing is not None:
+                pages.append(await finishing)
+                finishing = None
+        finally:
+            if finishing is not None:   # an error: let the record end before the connection is used
+                await asyncio.gather(finishing, return_exceptions=True)
+    couples = {a["cplid"] for p in pages for a in p.archived}
+    target = next((p.target for p in pages if p.target is not None), None)
+    state, detail = ("failed", _target_detail(target)) if target else ("completed", None)
     if ctx.marks and couples:
         await archive.mark_archived(conn, sorted(couples), task.name, task.folder)
     counts = await archiveruns.get(conn, run_id)
@@ -100,6 +122,11 @@ async def run(conn: asyncpg.Connection, ctx: RunContext, run_id: int, *,
     return end
 
 
+def _target_detail(error: TargetError) -> str:
+    kind = "destination_full" if error.reason == "storage_full" else "destination_unwritable"
+    return f"{kind}: {error.detail}"
+
+
 async def _clean_pending(conn: asyncpg.Connection, task: str) -> None:
     """Removes the temporary files an interrupted run of the task left."""
     left = await archive.pending_of(conn, task)
@@ -109,13 +136,22 @@ async def _clean_pending(conn: asyncpg.Connection, task: str) -> None:
         log.info("archive_repaired", task=task, temporary_files=len(left))
 
 
-async def _copy_page(conn: asyncpg.Connection, ctx: RunContext, run_id: int, files: list[dict],
-                     pool: ThreadPoolExecutor, now: dt.datetime) -> _Page:
-    """Copies one page's files, makes them durable, records them."""
-    task = ctx.task
-    dests = [layout.destination(task.folder, layout.relative_path(
+def _destinations(ctx: RunContext, files: list[dict]) -> list[str]:
+    return [layout.destination(ctx.task.folder, layout.relative_path(
         f["start_ts"], ctx.tz, f["sid"], f["cftype"], f["cfile_id"], f["cfpath"])) for f in files]
-    await archive.pending_add(conn, task.name, dests)
+
+
+@dataclass
+class _Copied:
+    """A page copied, not yet durable nor recorded."""
+    page: _Page
+    dests: list[str]
+    failed: list[str]   # destinations of the files that failed (their leftovers to clean)
+
+
+async def _copy(ctx: RunContext, run_id: int, files: list[dict], dests: list[str],
+                pool: ThreadPoolExecutor, now: dt.datetime) -> _Copied:
+    """Copies one page's files in the pool; each file's result accounted."""
     loop = asyncio.get_running_loop()
     jobs = [loop.run_in_executor(pool, _copy_one, ctx, run_id, f, d, now)
             for f, d in zip(files, dests)]
@@ -127,14 +163,19 @@ async def _copy_page(conn: asyncpg.Connection, ctx: RunContext, run_id: int, fil
     page = _Page()
     for f, dest, result in zip(files, dests, results):
         _account(page, f, dest, result)
-    failed_dests = [d for d, r in zip(dests, results) if isinstance(r, BaseException)]
+    return _Copied(page, dests, [d for d, r in zip(dests, results) if isinstance(r, BaseException)])
+
+
+async def _finish(conn: asyncpg.Connection, ctx: RunContext, run_id: int, copied: _Copied) -> _Page:
+    """Makes a copied page durable (one syncfs), then records it in one transaction."""
+    task, page = ctx.task, copied.page
     if page.archived:
         await asyncio.to_thread(copying.syncfs, task.folder)
     faults.point("archive_batch")
-    if failed_dests:
-        await asyncio.to_thread(lambda: [archivecopy.clean(d) for d in failed_dests])
+    if copied.failed:
+        await asyncio.to_thread(lambda: [archivecopy.clean(d) for d in copied.failed])
     await archive.record(conn, task.name, run_id, page.archived, page.entries, page.failed)
-    await archive.pending_forget(conn, dests)
+    await archive.pending_forget(conn, copied.dests)
     if ctx.on_batch is not None:
         ctx.on_batch(task.name, len(page.archived), page.failed,
                      sum(a["bytes"] for a in page.archived))

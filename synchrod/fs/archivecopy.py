@@ -56,16 +56,18 @@ def open_replay(roots: Sequence[str], cfpath: str) -> tuple[int, int]:
 
 def archive_file(roots: Sequence[str], cfpath: str, dest: str, expected_size: int,
                  sidecar: Callable[[str], bytes]) -> Copied:
-    """Copies ``cfpath`` to ``dest`` and writes ``dest.json`` from
-    ``sidecar(sha256)``. CallError for the file's own faults (missing, unsafe,
-    changed size, a copy that does not read back the same), TargetError
-    ``storage_full`` when the destination is full."""
+    """Copies ``cfpath`` to ``dest`` (kernel-side) and writes ``dest.json`` from
+    ``sidecar(sha256)``; the copy is verified: its size and its sha256, read
+    back, against the source's. CallError for the file's own faults (missing,
+    unsafe, changed size, a copy that does not read back the same),
+    TargetError ``storage_full`` when the destination is full."""
     fd, size = open_replay(roots, cfpath)
     try:
         if expected_size and size != expected_size:
             raise CallError("size_mismatch", f"{cfpath} has {size} bytes, the replay "
                                              f"database says {expected_size}")
-        digest = copy_to(fd, size, dest, sha256=True)
+        digest = hash_fd(fd, size)
+        copy_to(fd, size, dest, sha256=False)
     finally:
         os.close(fd)
     _verify(dest, size, digest)
@@ -74,7 +76,7 @@ def archive_file(roots: Sequence[str], cfpath: str, dest: str, expected_size: in
 
 
 def _verify(dest: str, size: int, digest: str) -> None:
-    """The copy read back has the size and the sha256 of what was read."""
+    """The copy read back has the size and the sha256 of the source."""
     try:
         fd = os.open(dest, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
@@ -82,7 +84,7 @@ def _verify(dest: str, size: int, digest: str) -> None:
     try:
         written = os.fstat(fd).st_size
         if written != size or hash_fd(fd, size) != digest:
-            raise CallError("verify_failed", f"{dest} does not read back as the bytes copied")
+            raise CallError("verify_failed", f"{dest} does not read back as its source")
     finally:
         os.close(fd)
 

@@ -45,10 +45,14 @@ _PAGE = _COLUMNS.format(ids="SELECT c.id FROM callrec.couples c" + _FILTERS + ""
    AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM synchrod.synced s
                                      WHERE s.target_cplid = c.id AND s.source = $5 OFFSET 0))"""
                         + _ORDER)
-#: a source holding few couples: its couples first, then sorted
-_PAGE_FEW = _COLUMNS.format(ids="""SELECT c.id
+#: a source holding few couples: all of its couples that pass the filters
+#: first (OFFSET 0: not walked in keyset order and probed), then the page of them
+_PAGE_FEW = _COLUMNS.format(ids="""SELECT x.id FROM (SELECT c.id, c.start_ts
   FROM (SELECT DISTINCT s.target_cplid FROM synchrod.synced s WHERE s.source = $5) m
-  JOIN callrec.couples c ON c.id = m.target_cplid""" + _FILTERS + _ORDER)
+  JOIN callrec.couples c ON c.id = m.target_cplid""" + _FILTERS + """
+  OFFSET 0) x
+ ORDER BY x.start_ts, x.id
+ LIMIT $8""")
 #: whether a source holds fewer than $2 couples (reads at most $2 index entries)
 _FEW = "SELECT count(*) < $2 FROM (SELECT 1 FROM synchrod.synced WHERE source = $1 LIMIT $2) x"
 FEW_PER_ROW = 100   # a source with fewer than this many synced couples per page row is "few"
