@@ -231,15 +231,20 @@ def test_an_age_pass_goes_on_from_where_the_last_one_ended(env):
 
 
 def test_recordings_by_source_the_same_whichever_way_the_page_is_read(env, monkeypatch):
-    """A source with few couples is read from its synced rows, one with many
-    by probing couples in order: both give the same pages."""
+    """A source with few couples is read from its synced rows, one with some
+    by hashing them and walking the couples, one with many by probing couples
+    in order: the three give the same pages."""
     from synchrod.replay import recordings
     _calls(env)
     env.add_calls(1, [spec("other", minutes_ago=30)])
     env.once("--source", "rec2", "--until-idle", check_rc=0)
 
-    async def pages(per_row: int) -> list:
-        monkeypatch.setattr(recordings, "FEW_PER_ROW", per_row)
+    choose = recordings._statement
+
+    async def pages(statement: str) -> list:
+        async def chosen(conn, source, limit):
+            return statement
+        monkeypatch.setattr(recordings, "_statement", chosen)
         conn = await connect(env.raw["target"]["database"])
         try:
             out, cursor = [], None
@@ -252,5 +257,14 @@ def test_recordings_by_source_the_same_whichever_way_the_page_is_read(env, monke
                     return out
         finally:
             await conn.close()
-    few, many = asyncio.run(pages(100)), asyncio.run(pages(0))
-    assert few == many == [["old1", "old2"], ["oldp", "new1"], ["new2"]]
+    expected = [["old1", "old2"], ["oldp", "new1"], ["new2"]]
+    for statement in (recordings._PAGE_FEW, recordings._PAGE_HASHED, recordings._PAGE):
+        assert asyncio.run(pages(statement)) == expected, statement
+    # the choice itself, on this small replay database: few
+    async def chosen():
+        conn = await connect(env.raw["target"]["database"])
+        try:
+            return await choose(conn, "rec1", 2)
+        finally:
+            await conn.close()
+    assert asyncio.run(chosen()) is recordings._PAGE_FEW
