@@ -139,6 +139,42 @@
     setTimeout(run, document.hidden ? 0 : 1000);   // hidden before its frame came
   }
 
+  /** fn (async) run one call at a time: a call while one runs asks for one more run
+   *  after it (so answers never cross and the last ask is served). */
+  function serial(fn) {
+    let running = false;
+    let again = false;
+    return async function run() {
+      if (running) { again = true; return; }
+      running = true;
+      try { await fn(); } finally { running = false; }
+      if (again) { again = false; run(); }
+    };
+  }
+
+  /** Keeps a view fresh with load(): soon() for events, which come in bursts (one load
+   *  for a burst); read() when a load answered; start() (after the first paint) loads
+   *  every `every` ms while the page is visible, and when it becomes visible again after
+   *  that long; seen() whether any load answered yet. */
+  function keepFresh(load, {every = 30000, debounce = 300} = {}) {
+    let timer = null;
+    let lastAt = 0;
+    return {
+      soon() {
+        if (timer) return;
+        timer = setTimeout(() => { timer = null; load(); }, debounce);
+      },
+      read() { lastAt = Date.now(); },
+      seen: () => lastAt > 0,
+      start() {
+        setInterval(() => { if (!document.hidden) load(); }, every);
+        document.addEventListener("visibilitychange", () => {
+          if (!document.hidden && Date.now() - lastAt >= every) load();
+        });
+      },
+    };
+  }
+
   /** Renders pushed by events wait for the next frame: a burst of them costs one render. */
   const queued = new Set();
   let frameRequested = false;
@@ -897,7 +933,7 @@
   }
 
   window.synchrodMonitor = Object.freeze({
-    api, authorized, errorText, showNotice, on, afterPaint, render,
+    api, authorized, errorText, showNotice, on, afterPaint, render, serial, keepFresh,
     $, el, td, num, setText, setProp, syncRows, setRelTime, DASH,
     fmt: Object.freeze({number: fmtNumber, bytes: fmtBytes, time: fmtTime, age: fmtAge,
                         relative: fmtRelative, seconds: fmtSeconds}),

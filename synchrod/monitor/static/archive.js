@@ -15,8 +15,6 @@
   if (!M) return;
   const {api, el, td, $, setText, setProp, fmt, DASH} = M;
 
-  const REFRESH_MS = 30000;
-  const DEBOUNCE_MS = 300;
   const RUNS_PAGE = 50;
   const FILES_PAGE = 100;
   const PENDING_MS = 60000;   // a "Run now" accepted: shown as starting until its run shows, at most this long
@@ -37,10 +35,6 @@
   const shownTasks = new Map();
   const shownRuns = new Map();
   let filterKey = null;
-  let loadingTasks = false;
-  let againTasks = false;
-  let lastAt = 0;
-  let soon = null;
 
   const plural = (n, word) => `${fmt.number(n)} ${word}${n === 1 ? "" : "s"}`;
   const running = (t) => Boolean(t.running) || (t.last_run && t.last_run.state === "running");
@@ -172,12 +166,9 @@
     select.value = view.task;
   }
 
-  async function loadTasks() {
-    if (loadingTasks) { againTasks = true; return; }
-    loadingTasks = true;
+  const loadTasks = M.serial(async () => {
     const res = await api("GET", "/archive/tasks");
-    loadingTasks = false;
-    lastAt = Date.now();
+    fresh.read();
     if (res.ok && res.data && Array.isArray(res.data.tasks)) {
       view.report = res.data;
       setText($("archive-status"), `read ${fmt.time(new Date().toISOString())}`);
@@ -185,8 +176,7 @@
     } else {
       setText($("archive-status"), `cannot read the archive tasks: ${M.errorText(res)}`);
     }
-    if (againTasks) { againTasks = false; loadTasks(); }
-  }
+  });
 
   async function onRunNow(ev) {
     const button = ev.target.closest("button.act-archive-run");
@@ -202,10 +192,10 @@
       if (res.ok) {
         view.pending.set(name, {at: Date.now(), lastId});
         M.showNotice((res.data && res.data.message) || `Task '${name}' started.`);
-        loadSoon();
+        fresh.soon();
       } else if (res.status === 409) {
         M.showNotice(`Task '${name}' is running already.`, "warning");
-        loadSoon();
+        fresh.soon();
       } else {
         M.showNotice(`Run of task '${name}' refused: ${M.errorText(res)}`, "error");
       }
@@ -393,27 +383,15 @@
 
   // --- live events ---------------------------------------------------------------------
 
-  let refreshing = false;
-  let againRuns = false;
-
   /** The history's first page again, one read at a time (answers never cross). */
-  async function refreshRunsOnce() {
-    if (refreshing) { againRuns = true; return; }
-    refreshing = true;
-    try { await refreshRuns(); } finally { refreshing = false; }
-    if (againRuns) { againRuns = false; refreshRunsOnce(); }
-  }
+  const refreshRunsOnce = M.serial(refreshRuns);
 
   function load() {
     loadTasks();
     refreshRunsOnce();
   }
-
-  /** Events come in bursts (a batch per page of files): one read for a burst. */
-  function loadSoon() {
-    if (soon) return;
-    soon = setTimeout(() => { soon = null; load(); }, DEBOUNCE_MS);
-  }
+  // events come in bursts (a batch per page of files): one read for a burst
+  const fresh = M.keepFresh(load);
 
   /** SSE `archive`: {event: started|batch|ended, task, run}. */
   function onArchive(ev) {
@@ -428,7 +406,7 @@
         M.render(renderTasks);
       }
     }
-    loadSoon();
+    fresh.soon();
   }
 
   function init() {
@@ -439,14 +417,11 @@
     document.querySelector("#archive-runs tbody").addEventListener("click", onRunsClick);
     M.on("archive", onArchive);
     M.on("auth", () => M.render(renderTasks));
-    M.on("snapshot", () => { if (lastAt) loadSoon(); });   // after a reconnection
+    M.on("snapshot", () => { if (fresh.seen()) fresh.soon(); });   // after a reconnection
     M.afterPaint(() => {
       loadTasks();
       loadRuns();
-      setInterval(() => { if (!document.hidden) load(); }, REFRESH_MS);
-      document.addEventListener("visibilitychange", () => {
-        if (!document.hidden && Date.now() - lastAt >= REFRESH_MS) load();
-      });
+      fresh.start();
     });
   }
 

@@ -12,8 +12,6 @@
   if (!M) return;
   const {api, el, td, $, setText, setProp, fmt, DASH} = M;
 
-  const REFRESH_MS = 30000;
-  const DEBOUNCE_MS = 300;
   const PLAN_LIMIT = 20;      // the report lists the first 20 calls of the next round
   const LEVELS = ["warning", "critical", "emergency"];
   const MODES = {retention_priority: "retention priority", recording_priority: "recording priority"};
@@ -21,10 +19,6 @@
   const shown = new Map();    // filesystem -> {row, key}
   let planKey = null;
   let heldKey = null;
-  let loading = false;
-  let again = false;
-  let lastAt = 0;
-  let soon = null;
 
   // --- rendering ------------------------------------------------------------------
 
@@ -140,39 +134,28 @@
 
   // --- loading --------------------------------------------------------------------
 
-  async function load() {
-    if (loading) { again = true; return; }
-    loading = true;
+  // one read at a time; events come in bursts (one per level passed, one per batch)
+  const load = M.serial(async () => {
     setText($("storage-status"), "loading…");
     const res = await api("GET", "/storage");
-    loading = false;
-    lastAt = Date.now();
+    fresh.read();
     if (res.ok && res.data) {
       setText($("storage-status"), `read ${fmt.time(new Date().toISOString())}`);
       M.render(() => renderReport(res.data));
     } else {
       setText($("storage-status"), `cannot read the storage report: ${M.errorText(res)}`);
     }
-    if (again) { again = false; load(); }
-  }
-
-  /** Events come in bursts (one per level passed, one per batch): one read for a burst. */
-  function loadSoon() {
-    if (soon) return;
-    soon = setTimeout(() => { soon = null; load(); }, DEBOUNCE_MS);
-  }
+  });
+  const fresh = M.keepFresh(load);
 
   function init() {
     $("storage-refresh").addEventListener("click", load);
-    M.on("storage", loadSoon);
-    M.on("deletion", loadSoon);
-    M.on("snapshot", () => { if (lastAt) loadSoon(); });   // after a reconnection
+    M.on("storage", fresh.soon);
+    M.on("deletion", fresh.soon);
+    M.on("snapshot", () => { if (fresh.seen()) fresh.soon(); });   // after a reconnection
     M.afterPaint(() => {
       load();
-      setInterval(() => { if (!document.hidden) load(); }, REFRESH_MS);
-      document.addEventListener("visibilitychange", () => {
-        if (!document.hidden && Date.now() - lastAt >= REFRESH_MS) load();
-      });
+      fresh.start();
     });
   }
 
