@@ -18,7 +18,7 @@ import time
 import psycopg
 import yaml
 
-from bench_env import BENCH, CHILD_ENV, REPO, SYNCHROD, Bench, sync
+from bench_env import BENCH, CHILD_ENV, REPO, SYNCHROD, Bench, cp_sync, sync
 from synchrod.testing.stage import say
 
 TARGET = "run <= 1.5x cp+sync; idle tick flat with history"
@@ -101,12 +101,7 @@ def bench_archive(b: Bench, sz: dict, profile: bool = False) -> dict:
     cp_runs, ar_runs = [], []
     time.sleep(2)
     for r in range(sz["r_repeat"]):
-        shutil.rmtree(cpdst, ignore_errors=True)
-        sync()
-        t0 = time.perf_counter()
-        subprocess.run(["cp", "-a", str(target), str(cpdst)], check=True)
-        sync()
-        cp_runs.append(time.perf_counter() - t0)
+        cp_runs.append(cp_sync(target, cpdst))
         shutil.rmtree(cpdst, ignore_errors=True)
         shutil.rmtree(dest, ignore_errors=True)
         _forget_runs(dsn)

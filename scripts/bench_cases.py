@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import statistics
-import subprocess
 import time
 
 import psycopg
 
-from bench_env import GNU_TIME, MiB, Bench, engine_on, sync, timed_synchrod
+from bench_env import GNU_TIME, MiB, Bench, cp_sync, engine_on, sync, timed_synchrod
 from bench_profile import profile_drain
 from synchrod.testing.stage import say
 
@@ -51,13 +50,7 @@ def bench_copy(b: Bench, sz: dict, profile: bool = False) -> dict:
     cp_runs, sd_runs = [], []
     time.sleep(2)  # let the disk settle after the load
     for r in range(sz["a_repeat"]):
-        # cp -a + sync, after a sync, fresh destination
-        shutil.rmtree(cpdst, ignore_errors=True)
-        sync()
-        t0 = time.perf_counter()
-        subprocess.run(["cp", "-a", str(mount), str(cpdst)], check=True)
-        sync()
-        cp_runs.append(time.perf_counter() - t0)
+        cp_runs.append(cp_sync(mount, cpdst))
         say(f"[a] run {r + 1}: cp -a + sync      {cp_runs[-1]:7.2f} s")
         # synchrod, after a sync, fresh replay database and target path
         res = b.drain(name, cfg, n, target, total)

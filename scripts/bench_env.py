@@ -148,6 +148,17 @@ def timed_synchrod(cfg: Path) -> dict:
             "cycles": cycles, "cycle_seconds": cycle_seconds, "stdout": proc.stdout.strip()}
 
 
+def cp_sync(src: Path, dst: Path) -> float:
+    """Seconds of `cp -a SRC DST` + `sync`, into a fresh ``dst`` after a sync: the
+    baseline a copy benchmark compares with."""
+    shutil.rmtree(dst, ignore_errors=True)
+    sync()
+    t0 = time.perf_counter()
+    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+    sync()
+    return time.perf_counter() - t0
+
+
 def du_bytes(root: Path) -> int:
     """The bytes of all files below ``root``."""
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
