@@ -11,7 +11,7 @@ import sys
 from .. import exits
 from ..archive import tasks as archive_tasks
 from ..config import Config
-from ..core import archiveslots, clock
+from ..core import clock
 from ..pg.introspect import read_catalog
 from ..replay import archiveruns
 from .commands import _connect_bookkept
@@ -46,11 +46,7 @@ async def _list(conn, cfg: Config, args) -> int:
     known, last = await archiveruns.tasks(conn), await archiveruns.last_runs(conn, names)
     now, rows = clock.now(), []
     for t in cfg.archive.tasks:
-        rec = known.get(t.name) or {}
-        nxt = (archiveslots.next_run(t.schedule, cfg.archive.zone, now,
-                                     once_done=rec.get("once_done", False),
-                                     seen_at=rec.get("last_slot_at"))
-               if t.enabled and cfg.archive.enabled else None)
+        nxt = cfg.archive.next_run(t, known.get(t.name), now)
         run = last.get(t.name)
         rows.append([t.name, "yes" if t.enabled else "no", _schedule(t), t.folder,
                      clock.iso(nxt) if nxt else "-",

@@ -9,6 +9,7 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
+from ..core import archiveslots
 from ..core.pathsafety import is_inside
 from ..core.schedule import KINDS, WEEKDAYS, Schedule, once_problem, once_time, problems
 from .validator import (
@@ -152,6 +153,18 @@ class ArchiveConfig:
     def task(self, task_name: str) -> ArchiveTask | None:
         """The task called ``task_name``; None if there is none."""
         return next((t for t in self.tasks if t.name == task_name), None)
+
+    def next_run(self, task: ArchiveTask, state: dict | None,
+                 now: dt.datetime) -> dt.datetime | None:
+        """When ``task`` runs next (None while it or the archive is disabled, or once a
+        once task ran); ``state``: what the replay database remembers of it
+        (``replay.archiveruns.tasks``), None for a task not seen yet."""
+        if not (self.enabled and task.enabled):
+            return None
+        state = state or {}
+        return archiveslots.next_run(task.schedule, self.zone, now,
+                                     once_done=state.get("once_done", False),
+                                     seen_at=state.get("last_slot_at"))
 
 
 def build(arch: dict[str, Any]) -> ArchiveConfig:

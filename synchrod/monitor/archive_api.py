@@ -12,9 +12,9 @@ import structlog
 from aiohttp import web
 
 from ..archive import tasks as archive_tasks
-from ..core import archiveslots, clock
+from ..core import clock
 from ..replay import archiveruns
-from .params import MAX_INT, error, int_param, json_response
+from .params import MAX_INT, error, int_param, json_response, path_id
 
 if TYPE_CHECKING:
     from .server import Monitor
@@ -42,9 +42,7 @@ def _uncursor(raw: str | None) -> int | None:
 def task_view(task, cfg, rec: dict | None, last: dict | None, running: bool) -> dict:
     """One task as the API shows it: its settings, next run, last run."""
     s = task.schedule
-    nxt = (archiveslots.next_run(s, cfg.zone, clock.now(), once_done=(rec or {}).get("once_done", False),
-                                 seen_at=(rec or {}).get("last_slot_at"))
-           if cfg.enabled and task.enabled else None)
+    nxt = cfg.next_run(task, rec, clock.now())
     return {"name": task.name, "enabled": task.enabled, "destination": task.destination,
             "folder": task.folder,
             "schedule": {"kind": s.kind, "at": s.at, "weekday": s.weekday, "day": s.day},
@@ -99,11 +97,8 @@ class ArchiveRoutes:
     async def run(self, request: web.Request) -> web.Response:
         """GET /api/v1/archive/runs/{id}: one run and a page of its file entries (media and
         sidecar alike); 404 when there is no such run, 400 on a bad cursor."""
-        try:
-            run_id = int(request.match_info["id"])
-        except ValueError:
-            return error(404, "no such archive run")
-        if not 1 <= run_id <= MAX_INT:
+        run_id = path_id(request)
+        if run_id is None:
             return error(404, "no such archive run")
         try:
             after = _uncursor(request.query.get("cursor")) or 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from ..core import archiveslots, clock
+from ..core import clock
 from ..replay import archiveruns
 
 
@@ -35,11 +35,7 @@ class ArchiveState:
         """Per task: the last success and the next run (epoch seconds, None when unknown)."""
         cfg, now, out = self.config(), clock.now(), []
         for task in cfg.tasks:
-            rec = self.records.get(task.name) or {}
-            nxt = (archiveslots.next_run(task.schedule, cfg.zone, now,
-                                         once_done=rec.get("once_done", False),
-                                         seen_at=rec.get("last_slot_at"))
-                   if cfg.enabled and task.enabled else None)
+            nxt = cfg.next_run(task, self.records.get(task.name), now)
             last = self.last_success.get(task.name)
             out.append({"task": task.name, "last_success": last.timestamp() if last else None,
                         "next_run": nxt.timestamp() if nxt else None})

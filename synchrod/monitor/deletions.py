@@ -13,7 +13,7 @@ from aiohttp import web
 from ..replay import deletionjobs
 from ..replay.deletionjobs import Selection
 from ..storage import jobs
-from .params import MAX_INT, error, json_response, time_param
+from .params import error, json_response, path_id, time_param
 
 if TYPE_CHECKING:
     from .server import Monitor
@@ -88,14 +88,6 @@ def _filter(spec) -> Selection:
     return Selection(before=before, after=after, source=_text(spec.get("source"), "filter.source", 200))
 
 
-def _job_id(request: web.Request) -> int | None:
-    try:
-        value = int(request.match_info["id"])
-    except ValueError:
-        return None
-    return value if 1 <= value <= MAX_INT else None
-
-
 class DeletionRoutes:
     """POST/GET /api/v1/deletions, GET /api/v1/deletions/{id}, POST …/cancel."""
 
@@ -138,7 +130,7 @@ class DeletionRoutes:
 
     async def get(self, request: web.Request) -> web.Response:
         """GET /api/v1/deletions/{id}: one job's progress; 404 when there is none."""
-        job_id = _job_id(request)
+        job_id = path_id(request)
         if job_id is None:
             return error(404, "no such deletion job")
         async with self.m.db() as conn:
@@ -150,7 +142,7 @@ class DeletionRoutes:
         once, a running one stops after the batch in hand (202 and its view); 404 when
         there is no such job, 409 when it has ended."""
         claims = self.claims(request)
-        job_id = _job_id(request)
+        job_id = path_id(request)
         if job_id is None:
             return error(404, "no such deletion job")
         async with self.m.db() as conn:

@@ -61,3 +61,12 @@ def bool_param(query, name: str) -> bool | None:
     if raw not in ("true", "false"):
         raise ValueError(f"{name} must be true or false")
     return raw == "true"
+
+
+def path_id(request: web.Request, name: str = "id") -> int | None:
+    """The id in the path (1..2^63-1); None when it is not one (the caller's 404)."""
+    try:
+        value = int(request.match_info[name])
+    except ValueError:
+        return None
+    return value if 1 <= value <= MAX_INT else None
