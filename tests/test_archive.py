@@ -232,3 +232,24 @@ def test_require_archived_prunes_only_what_the_task_archived(env, tmp_path):
     assert result.calls == {"age": 2} and result.not_archived == 1
     assert dict(env.target("SELECT sid, deleted FROM callrec.couples")) == {"r0": "D", "r1": None, "r2": "D"}
     assert os.path.exists(gone)
+
+
+def test_replay_paths_outside_the_target_and_mounts_are_refused_never_read(env, tmp_path):
+    """A cfile row pointing outside the target paths and the sources' mounts
+    (directly, or through a symlink placed under the target path) is that
+    file's failure; nothing of it reaches the archive."""
+    dest = tmp_path / "archive"
+    _archive(env, dest)
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(b"not yours")
+    _sync(env, 0, [CallSpec(f"u{i}", NOW - dt.timedelta(hours=5 + i), files=[wav(f"/calls/u{i}/0.wav")])
+                   for i in range(3)])
+    rows = dict(env.target("SELECT c.sid, f.cfpath FROM callrec.cfiles f"
+                           " JOIN callrec.couples c ON c.id = f.cplid"))
+    env.target("UPDATE callrec.cfiles SET cfpath = %s WHERE cfpath = %s", str(secret), rows["u0"])
+    os.unlink(rows["u1"])
+    os.symlink(secret, rows["u1"])
+    proc = _run(env)
+    assert proc.returncode == 1 and proc.stdout.count("unsafe_path") == 2, proc.stdout
+    assert {s for (s,) in env.target("SELECT sid FROM synchrod.archive_files")} == {"u2"}
+    assert not [p for p in _files(dest) if p.read_bytes() == b"not yours"]

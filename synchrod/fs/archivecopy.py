@@ -7,14 +7,14 @@ before the manifest commits. Blocking: run in a thread."""
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..core.naming import temp_name
-from ..core.pathsafety import is_inside, unsafe_reason
-from ..errors import CallError, TargetError
+from ..core.pathsafety import unsafe_reason
+from ..errors import CallError
 from .copying import FILE_MODE, copy_to, hash_fd, make_dirs, remove, target_error
+from .sourcefiles import locate_within, open_located
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,29 +27,15 @@ class Copied:
 def open_replay(roots: Sequence[str], cfpath: str) -> tuple[int, int]:
     """(descriptor, size) of a replay file; CallError ``unsafe_path`` unless
     the file actually opened (symlinks followed) is a regular file inside one
-    of ``roots`` (real paths), ``missing_file`` when it is gone."""
+    of ``roots`` (real paths), ``missing_file`` when it is gone (as
+    :func:`sourcefiles.locate` checks recorder files)."""
     reason = unsafe_reason(cfpath)
     if reason:
         raise CallError("unsafe_path", f"{cfpath!r}: {reason}")
+    pfd, st = locate_within(roots, cfpath, cfpath,
+                            "is outside the target paths and the sources' mounts")
     try:
-        pfd = os.open(cfpath, os.O_PATH | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise CallError("missing_file", f"{cfpath} does not exist") from None
-    except OSError as exc:
-        raise CallError("io_error", f"{cfpath}: {exc.strerror}") from None
-    try:
-        real = os.readlink(f"/proc/self/fd/{pfd}")
-        if not any(is_inside(root, real) for root in roots):
-            raise CallError("unsafe_path", f"{cfpath!r} is outside the target paths and the "
-                                           "sources' mounts")
-        st = os.fstat(pfd)
-        if not stat.S_ISREG(st.st_mode):
-            raise CallError("unsafe_path", f"{cfpath} is not a regular file")
-        try:
-            fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise CallError("io_error", f"{cfpath}: {exc.strerror}") from None
-        return fd, st.st_size
+        return open_located(pfd, cfpath), st.st_size
     finally:
         os.close(pfd)
 
@@ -120,5 +106,3 @@ def clean(dest: str) -> None:
     for path in (dest, dest + ".json"):
         remove(path, final=False)
 
-
-__all__ = ["Copied", "TargetError", "archive_file", "clean", "open_replay", "write_bytes"]

@@ -7,6 +7,7 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Sequence
 
 from .. import faults
 from ..core.pathsafety import is_inside, join_under, unsafe_reason
@@ -26,12 +27,21 @@ def locate(mount_real: str, mount_path: str, cfpath: str) -> tuple[int, os.stat_
     if reason:
         raise CallError("unsafe_path", f"{cfpath!r}: {reason}")
     faults.point("source_read")
-    full = join_under(mount_path, cfpath)
+    return locate_within((mount_real,), join_under(mount_path, cfpath), cfpath,
+                         "resolves outside the mount path")
+
+
+def locate_within(roots: Sequence[str], full: str, cfpath: str,
+                  outside: str) -> tuple[int, os.stat_result]:
+    """The ``O_PATH`` descriptor and stat of ``full`` (``cfpath`` as the row
+    names it), refused (``unsafe_path``, "``cfpath`` ``outside``") unless the
+    file the kernel resolved is a regular file inside one of ``roots`` (real
+    paths); what :func:`locate` and the archive's reads share."""
     try:
         pfd = os.open(full, os.O_PATH | os.O_CLOEXEC)
     except FileNotFoundError:
-        if not is_inside(mount_real, os.path.realpath(full)):  # a dangling link out of the mount
-            raise CallError("unsafe_path", f"{cfpath!r} resolves outside the mount path") from None
+        if not any(is_inside(r, os.path.realpath(full)) for r in roots):  # a dangling link out
+            raise CallError("unsafe_path", f"{cfpath!r} {outside}") from None
         raise CallError("missing_file", f"{cfpath} does not exist") from None
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
@@ -39,8 +49,8 @@ def locate(mount_real: str, mount_path: str, cfpath: str) -> tuple[int, os.stat_
         raise CallError("io_error", f"{cfpath}: {exc.strerror}") from None
     try:
         real = os.readlink(f"/proc/self/fd/{pfd}")
-        if not is_inside(mount_real, real):
-            raise CallError("unsafe_path", f"{cfpath!r} resolves outside the mount path")
+        if not any(is_inside(r, real) for r in roots):
+            raise CallError("unsafe_path", f"{cfpath!r} {outside}")
         st = os.fstat(pfd)
         if not stat.S_ISREG(st.st_mode):
             raise CallError("unsafe_path", f"{cfpath} is not a regular file")
