@@ -82,8 +82,10 @@ def test_once_at_a_time():
     # the daemon was stopped across its time: missed
     p = plan(once, UTC, last_handled=h(0), active_since=h(4), now=h(4))
     assert p.missed == (h(3),) and p.due is None and p.once_done
-    # a time that passed before the definition appeared: nothing
+    # a time that passed before the definition appeared (at a start or a reload): nothing
     p = plan(once, UTC, last_handled=h(5), active_since=h(5), now=h(5))
+    assert p == type(p)()
+    p = plan(once, UTC, last_handled=h(5), active_since=h(0), now=h(5))
     assert p == type(p)()
 
 

@@ -39,7 +39,7 @@ def plan(schedule: Schedule, tz: dt.tzinfo, *, last_handled: dt.datetime,
         at = once_time(schedule, tz) or last_handled
         if at > now:
             return SlotPlan()
-        if at < active_since and at < last_handled:
+        if at < last_handled:
             return SlotPlan()   # before the definition existed: nothing to run nor miss
         if at < active_since:
             return SlotPlan(missed=(at,), handled_until=at, once_done=True)
