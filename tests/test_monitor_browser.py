@@ -37,6 +37,42 @@ def _playwright():
     return sync_api
 
 
+class WatchedPage:
+    """A headless Chromium page that records every JavaScript error, console
+    error and API request it makes; :meth:`close` ends the browser."""
+
+    def __init__(self, sync_api, timezone_id: str | None = None):
+        self.problems: list[str] = []       # JavaScript errors and console errors
+        self.requests: list[str] = []       # every API URL the page asked for
+        self.pw = sync_api.sync_playwright().start()
+        self.browser = None
+        try:
+            self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"],
+                                                   headless=True)
+            context = self.browser.new_context(viewport={"width": 1400, "height": 900},
+                                               timezone_id=timezone_id)
+            self.page = context.new_page()
+        except BaseException:
+            self.close()
+            raise
+        self.page.set_default_timeout(TIMEOUT)
+        self.page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+        self.page.on("console", self._console)
+        self.page.on("request", lambda req: self.requests.append(req.url)
+                     if "/api/v1/" in req.url else None)
+
+    def _console(self, msg) -> None:
+        if msg.type == "error":
+            self.problems.append(f"console error: {msg.text} "
+                                 f"({(msg.location or {}).get('url', '')})")
+
+    def close(self) -> None:
+        """Closes the browser and stops Playwright."""
+        if self.browser is not None:
+            self.browser.close()
+        self.pw.stop()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -22,7 +22,7 @@ import _daemon
 from _monitor import PASSWORD, USER, enable_monitor, start_monitor
 from _sync_helpers import blob, wav
 from test_archive import _sync
-from test_monitor_browser import CHROMIUM, TIMEOUT, _playwright
+from test_monitor_browser import TIMEOUT, WatchedPage, _playwright
 
 from synchrod.testing.recorders import CallSpec
 
@@ -67,23 +67,9 @@ def test_archive_view_runs_a_task_and_shows_its_history(env, daemons, tmp_path):
         "SYNCHROD_FAULT_RELEASE": str(release)})
     api_task = mon.get_json("/api/v1/archive/tasks")["tasks"][0]
 
-    problems: list[str] = []            # JavaScript errors and console errors
-    requests: list[str] = []            # every API URL the page asked for
-
-    def on_console(msg):
-        if msg.type == "error":
-            problems.append(f"console error: {msg.text} ({(msg.location or {}).get('url', '')})")
-
-    pw = sync_api.sync_playwright().start()
-    browser = None
+    watched = WatchedPage(sync_api, timezone_id=ZONE)
+    page, problems, requests = watched.page, watched.problems, watched.requests
     try:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 900}, timezone_id=ZONE)
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT)
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on("console", on_console)
-        page.on("request", lambda req: requests.append(req.url) if "/api/v1/" in req.url else None)
         # small keyset pages (the requests rewritten on their way): a run per page, 4 entries per page
         page.route(re.compile(r".*/api/v1/archive/runs\?.*"), lambda route: route.continue_(
             url=route.request.url.replace("limit=50", "limit=1")))
@@ -199,7 +185,5 @@ def test_archive_view_runs_a_task_and_shows_its_history(env, daemons, tmp_path):
         expect(page.locator("#archive-tasks button")).to_have_count(0)
         assert not problems, problems
     finally:
-        if browser is not None:
-            browser.close()
-        pw.stop()
+        watched.close()
     assert mon.daemon.stop() == 0, mon.daemon.tail()

@@ -28,7 +28,7 @@ from _daemon import wait_until
 from _monitor import PASSWORD, USER, start_monitor
 from _sync_helpers import spec
 from conftest import NOW
-from test_monitor_browser import CHROMIUM, TIMEOUT, _playwright
+from test_monitor_browser import TIMEOUT, WatchedPage, _playwright
 from test_purge import _paths_of
 from test_storage_levels import fill_to, small_fs, storage_env  # noqa: F401 - small_fs: a fixture
 
@@ -73,24 +73,10 @@ def test_storage_and_recordings_views_delete_calls(env, daemons, small_fs, tmp_p
     files = _stage(env, small_fs, tmp_path)
     mon = start_monitor(daemons, env)
 
-    problems: list[str] = []            # JavaScript errors and console errors
-    requests: list[str] = []            # every API URL the page asked for
-
-    def on_console(msg):
-        if msg.type == "error":
-            problems.append(f"console error: {msg.text} ({(msg.location or {}).get('url', '')})")
-
     stream = mon.events()              # what the page receives, seen from outside
-    pw = sync_api.sync_playwright().start()
-    browser = None
+    watched = WatchedPage(sync_api, timezone_id=ZONE)
+    page, problems, requests = watched.page, watched.problems, watched.requests
     try:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 900}, timezone_id=ZONE)
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT)
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on("console", on_console)
-        page.on("request", lambda req: requests.append(req.url) if "/api/v1/" in req.url else None)
         page.goto(f"{mon.url}/monitor/")
         expect(page.locator("#live")).to_have_text("live")
 
@@ -237,8 +223,6 @@ def test_storage_and_recordings_views_delete_calls(env, daemons, small_fs, tmp_p
         expect(page.locator("#deletions tbody tr")).to_have_count(3)
         assert not problems, problems
     finally:
-        if browser is not None:
-            browser.close()
-        pw.stop()
+        watched.close()
         stream.close()
     assert mon.daemon.stop() == 0, mon.daemon.tail()
