@@ -19,7 +19,7 @@ from synchrod.testing.stage import say
 FULL = {"a_calls": 2000, "a_size": 256 * 1024, "a_repeat": 5, "b_calls": 20000, "c_couples": 1_000_000,
         "c_cycles": 30, "d_calls": 100_000, "repeat": 2,
         "p_calls": 20000, "s_couples": 1_000_000, "s_requests": 200,   # p, s: bench_storage
-        "r_calls": 2000, "r_repeat": 3, "r_history": 1_000_000}        # r: bench_archive
+        "r_calls": 2000, "r_repeat": 5, "r_history": 1_000_000}        # r: bench_archive
 QUICK = {"a_calls": 200, "a_size": 256 * 1024, "a_repeat": 1, "b_calls": 2000, "c_couples": 50_000,
          "c_cycles": 10, "d_calls": 5000, "repeat": 1,
          "p_calls": 2000, "s_couples": 100_000, "s_requests": 30,

@@ -148,11 +148,26 @@ def timed_synchrod(cfg: Path) -> dict:
             "cycles": cycles, "cycle_seconds": cycle_seconds, "stdout": proc.stdout.strip()}
 
 
-def cp_sync(src: Path, dst: Path) -> float:
-    """Seconds of `cp -a SRC DST` + `sync`, into a fresh ``dst`` after a sync: the
-    baseline a copy benchmark compares with."""
-    shutil.rmtree(dst, ignore_errors=True)
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def drop_caches() -> bool:
+    """Syncs, then drops the page cache (root only), so the next side reads
+    from the disk; whether it could."""
     sync()
+    try:
+        DROP_CACHES.write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def cp_sync(src: Path, dst: Path, cold: bool = False) -> float:
+    """Seconds of `cp -a SRC DST` + `sync`, into a fresh ``dst`` after a sync
+    (and with the page cache dropped when ``cold``): the baseline a copy
+    benchmark compares with."""
+    shutil.rmtree(dst, ignore_errors=True)
+    drop_caches() if cold else sync()
     t0 = time.perf_counter()
     subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
     sync()

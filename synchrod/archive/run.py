@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from ..replay import archive, archiveruns
 
 log = structlog.get_logger("synchrod.archive")
 
-BATCH = 200     # files per page: one query, one syncfs, one commit
+BATCH = 500     # files per page: one query, one syncfs (a disk cache flush), one commit
 WORKERS = 4     # copies at once
 
 
@@ -151,19 +152,48 @@ class _Copied:
 
 async def _copy(ctx: RunContext, run_id: int, files: list[dict], dests: list[str],
                 pool: ThreadPoolExecutor, now: dt.datetime) -> _Copied:
-    """Copies one page's files in the pool; each file's result accounted."""
+    """Copies one page's files in the pool; each file's result accounted.
+    One job per worker, each taking the page's next file until none is
+    left: a handful of futures per page rather than one per file, whose
+    completions would each wake the event loop and contend for the GIL."""
+    take, made = _Taker(len(files)), set()   # made: directories known to exist
+
+    def job() -> list[tuple[int, object]]:
+        out = []
+        for i in iter(take, None):
+            try:
+                out.append((i, _copy_one(ctx, run_id, files[i], dests[i], now, made)))
+            except (CallError, TargetError) as exc:   # the file's own result
+                out.append((i, exc))
+        return out
+
     loop = asyncio.get_running_loop()
-    jobs = [loop.run_in_executor(pool, _copy_one, ctx, run_id, f, d, now)
-            for f, d in zip(files, dests)]
-    results = await asyncio.gather(*jobs, return_exceptions=True)
-    unexpected = next((r for r in results if isinstance(r, BaseException)
-                       and not isinstance(r, (CallError, TargetError))), None)
+    done = await asyncio.gather(*[loop.run_in_executor(pool, job)
+                                  for _ in range(min(ctx.workers, len(files)))],
+                                return_exceptions=True)
+    unexpected = next((d for d in done if isinstance(d, BaseException)), None)
     if unexpected is not None:
         raise unexpected   # a bug or the process stopping: the run fails, the journal stays
+    results: list = [None] * len(files)
+    for i, result in (r for part in done for r in part):
+        results[i] = result
     page = _Page()
     for f, dest, result in zip(files, dests, results):
         _account(page, f, dest, result)
     return _Copied(page, dests, [d for d, r in zip(dests, results) if isinstance(r, BaseException)])
+
+
+class _Taker:
+    """The next index of a page for whichever worker asks (None when none is left)."""
+    def __init__(self, n: int):
+        self._next, self._n, self._lock = 0, n, threading.Lock()
+
+    def __call__(self) -> int | None:
+        with self._lock:
+            if self._next >= self._n:
+                return None
+            self._next += 1
+            return self._next - 1
 
 
 async def _finish(conn: asyncpg.Connection, ctx: RunContext, run_id: int, copied: _Copied) -> _Page:
@@ -182,13 +212,13 @@ async def _finish(conn: asyncpg.Connection, ctx: RunContext, run_id: int, copied
     return page
 
 
-def _copy_one(ctx: RunContext, run_id: int, f: dict, dest: str, now: dt.datetime):
+def _copy_one(ctx: RunContext, run_id: int, f: dict, dest: str, now: dt.datetime, made: set):
     """Blocking: one file and its sidecar (the sidecar holds the copy's sha256)."""
     def sidecar(sha256: str) -> bytes:
         return layout.sidecar_bytes(layout.sidecar(f, task=ctx.task.name, run_id=run_id,
                                                    archived_at=clock.now(), sha256=sha256,
                                                    tz=ctx.tz))
-    return archivecopy.archive_file(ctx.roots, f["cfpath"], dest, f["cfsize"], sidecar)
+    return archivecopy.archive_file(ctx.roots, f["cfpath"], dest, f["cfsize"], sidecar, made)
 
 
 def _account(page: _Page, f: dict, dest: str, result) -> None:

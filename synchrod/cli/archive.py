@@ -17,6 +17,8 @@ from ..replay import archiveruns
 from .commands import _connect_bookkept
 from .render import table as _lines
 
+FAILURES_SHOWN = 100   # failed files listed after a run; the history has them all
+
 
 def table(heading: list[str], rows: list[list]) -> str:
     """Aligned text lines of ``rows`` under ``heading``."""
@@ -72,10 +74,13 @@ async def _run(conn, cfg: Config, args) -> int:
     except archive_tasks.TaskBusy as exc:
         print(f"synchrod: {exc}: try again when it ends", file=sys.stderr)
         return exits.TEMPFAIL
-    failed, _ = await archiveruns.entries(conn, end["id"], 0, 10_000)
-    for entry in failed:
-        if entry["result"] == "failed" and entry["kind"] == "media":
+    if end["files_failed"]:
+        shown = await archiveruns.failed_media(conn, end["id"], FAILURES_SHOWN)
+        for entry in shown:
             print(f"failed {entry['replay_path']} -> {entry['destination']}: {entry['message']}")
+        if end["files_failed"] > len(shown):
+            print(f"... and {end['files_failed'] - len(shown)} more: "
+                  f"synchrod archive history --run {end['id']}")
     print(f"{end['message']} run {end['id']}: {end['files_ok']} file(s) archived "
           f"({end['bytes']} bytes), {end['files_failed']} failed")
     return exits.OK if end["state"] == "completed" else exits.FAILED

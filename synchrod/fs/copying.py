@@ -31,13 +31,21 @@ def target_error(exc: OSError, path: str) -> TargetError:
     return TargetError(reason, f"{path}: {exc.strerror}")
 
 
+def copy_error(exc: OSError, dest: str) -> TargetError | CallError:
+    """The error of an OSError while copying to ``dest``: the target's (full,
+    not writable: not the file's fault) or the file's own (``io_error``)."""
+    if exc.errno in _TARGET_ERRNOS:
+        return target_error(exc, dest)
+    return CallError("io_error", f"copying to {dest}: {exc.strerror}")
+
+
 def hash_fd(fd: int, size: int) -> str:
     """The sha256 (hex) of the first ``size`` bytes of ``fd`` (fewer when it is shorter);
     read with pread, so the file offset is untouched."""
     return _copy_hashing(fd, None, size)[1]
 
 
-def _copy_range(src: int, dst: int, size: int) -> int:
+def copy_range(src: int, dst: int, size: int) -> int:
     """Kernel-side copy; falls back to sendfile, then to read/write."""
     copied = 0
     use = "copy_file_range"
@@ -105,12 +113,10 @@ def copy_to(src_fd: int, size: int, dest: str, sha256: bool,
             if sha256:
                 copied, digest = _copy_hashing(src_fd, out, size)
             else:
-                copied = _copy_range(src_fd, out, size)
+                copied = copy_range(src_fd, out, size)
             written = os.fstat(out).st_size
         except OSError as exc:
-            if exc.errno in _TARGET_ERRNOS:
-                raise target_error(exc, dest) from None
-            raise CallError("io_error", f"copying to {dest}: {exc.strerror}") from None
+            raise copy_error(exc, dest) from None
     except BaseException:
         os.close(out)
         remove(dest, final=False)

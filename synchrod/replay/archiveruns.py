@@ -45,6 +45,10 @@ _ENTRIES = """
 SELECT id, kind, destination, replay_path, sid, result, message FROM synchrod.archive_entries
  WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3
 """
+_FAILED_MEDIA = """
+SELECT id, kind, destination, replay_path, sid, result, message FROM synchrod.archive_entries
+ WHERE run_id = $1 AND kind = 'media' AND result = 'failed' ORDER BY id LIMIT $2
+"""
 _LAST = f"""
 SELECT DISTINCT ON (task) {_COLUMNS} FROM synchrod.archive_runs
  WHERE task = ANY($1::text[]) AND state NOT IN ('missed', 'skipped')
@@ -125,6 +129,11 @@ async def entries(conn: asyncpg.Connection, run_id: int, after: int,
     rows = await conn.fetch(_ENTRIES, run_id, after, limit + 1)
     out = [dict(r) for r in rows[:limit]]
     return out, (out[-1]["id"] if len(rows) > limit else None)
+
+
+async def failed_media(conn: asyncpg.Connection, run_id: int, limit: int) -> list[dict]:
+    """The first ``limit`` media files of a run that failed, with their messages."""
+    return [dict(r) for r in await conn.fetch(_FAILED_MEDIA, run_id, limit)]
 
 
 async def last_runs(conn: asyncpg.Connection, tasks: list[str]) -> dict[str, dict]:
