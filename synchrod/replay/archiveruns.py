@@ -71,7 +71,11 @@ UPDATE synchrod.archive_tasks
        updated_at = now()
  WHERE name = $1
 """
-_PRUNE = "DELETE FROM synchrod.archive_runs WHERE started_at < now() - make_interval(days => $1)"
+# ended runs only (a run longer than the history keeps must not lose its row while it goes on)
+_PRUNE = """
+DELETE FROM synchrod.archive_runs
+ WHERE state <> 'running' AND coalesce(finished_at, started_at) < now() - make_interval(days => $1)
+"""
 
 
 def view(row: asyncpg.Record) -> dict:
