@@ -1,5 +1,7 @@
-"""Which daemon works which source: session advisory locks in the replay
-database, held on one dedicated connection per daemon.
+"""Which daemon works which source: the balanced assignment over the live
+daemons (``core.assignment``, SPEC §11) says which sources a daemon should
+own; session advisory locks in the replay database, held on one dedicated
+connection per daemon, make sure no source ever has two.
 
 A lock is released by PostgreSQL the moment its connection ends, so the
 sources of a daemon killed with SIGKILL are free for another daemon at its
@@ -14,10 +16,13 @@ from collections.abc import Callable, Iterable
 import asyncpg
 import structlog
 
+from ..core import assignment
 from ..pg.connect import UNREACHABLE, connect, redact
 from ..replay import daemons
 
 log = structlog.get_logger("synchrod.ownership")
+
+PEERS_TTL = 1.0   # seconds the other daemons' published sources are reused (one read for all groups)
 
 class Ownership:
     """This daemon's claims on sources, its notifications and its published
@@ -37,6 +42,10 @@ class Ownership:
         self.on_lost: Callable[[], None] | None = None
         self.lock = asyncio.Lock()   # one statement at a time on the connection
         self.lost = 0                # times the connection (and every lock) was lost
+        # the daemon's row as it should be published: written before a release unlocks,
+        # so no published row says a source is owned once another daemon may own it
+        self.publish_args: Callable[[], tuple] | None = None
+        self._peers: tuple[float, dict[str, set[str]]] | None = None
 
     @property
     def connected(self) -> bool:
@@ -79,6 +88,28 @@ class Ownership:
             self.on_lost()
         if conn is not None and not conn.is_closed():
             conn.terminate()
+
+    async def assigned(self, enabled: Iterable[str]) -> set[str]:
+        """Of this daemon's ``enabled`` sources, those the balanced assignment
+        over the live daemons gives it (the others' published sources read at
+        most every PEERS_TTL seconds); none when the replay database cannot be
+        reached (nothing could be committed)."""
+        enabled = set(enabled)
+        loop = asyncio.get_running_loop()
+        async with self.lock:
+            if self._peers is None or loop.time() - self._peers[0] > PEERS_TTL:
+                try:
+                    conn = await self._connection()
+                    self._peers = (loop.time(), await daemons.peer_sources(conn, self.daemon_name))
+                except UNREACHABLE as exc:
+                    self._forget(redact(str(exc)))
+                    return set()
+            peers = self._peers[1]
+        candidates: dict[str, set[str]] = {s: {self.daemon_name} for s in enabled}
+        for name, sources in peers.items():
+            for s in sources:
+                candidates.setdefault(s, set()).add(name)
+        return assignment.mine(candidates, self.daemon_name)
 
     async def claim(self, wanted: Iterable[str]) -> set[str]:
         """Tries to own every wanted source; returns those this daemon owns.
@@ -126,6 +157,8 @@ class Ownership:
             if not self.connected:
                 return
             try:
+                if self.publish_args is not None:
+                    await self.conn.execute(daemons.PUBLISH, *self.publish_args())
                 await self.conn.fetchval(daemons.RELEASE_SOURCES, daemons.OWNER_CLASS, names)
                 log.info("sources_released", sources=names)
             except UNREACHABLE as exc:

@@ -48,6 +48,7 @@ _RESTART_KEYS = (("target.database", lambda c: c.target.database),
                  ("monitor.listen", lambda c: c.monitor.listen),
                  ("monitor.jwt_secret_file", lambda c: c.monitor.jwt_secret_file))
 PRUNE_EVERY = 3600.0      # seconds between prunings of the cycle history
+HISTORY_DUTY = "history"  # the singleton that prunes it
 
 
 class Daemon:
@@ -58,6 +59,7 @@ class Daemon:
         self.control = Control()
         self.notifier = Notifier()
         self.ownership = Ownership(cfg.target.database, engine.daemon_name, self._run_now)
+        self.ownership.publish_args = lambda: daemons.publish_args(self.snapshot())
         self.watcher = ConfigWatcher(cfg.path)
         self.monitor = Monitor(self) if cfg.monitor.enabled else None
         self.storage = StorageWatch(engine, self.ownership, lambda: self.monitor)
@@ -338,9 +340,12 @@ class Daemon:
         return "; ".join(parts)[:300]
 
     async def _pruner(self) -> None:
-        """Keeps ``monitor.history_days`` of cycle history."""
+        """Keeps ``monitor.history_days`` of cycle and archive history: one
+        daemon does it (the "history" duty), whichever holds the duty."""
         while True:
             await asyncio.sleep(60 if self.engine.schema_ready else PRUNE_EVERY)
+            if not await self.ownership.claim_duty(HISTORY_DUTY):
+                continue
             try:
                 async with self.engine.target_pool.acquire(timeout=10) as conn:
                     pruned = await history.prune(conn, self.engine.config.monitor.history_days)

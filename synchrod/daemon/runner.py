@@ -118,9 +118,16 @@ async def _group_round(engine: Engine, members, control: Control,
                        ownership: Ownership | None) -> None:
     await engine.refresh_disabled()
     enabled = [s.sysname for s in members if engine.enabled(s)]
-    if ownership is not None:  # disabled through the API: another daemon must not take it
-        await ownership.release({s.sysname for s in members} - set(enabled))
-    owned = set(enabled) if ownership is None else await ownership.claim(enabled)
+    if ownership is None:
+        owned = set(enabled)
+    else:
+        # this daemon's share of every enabled source (SPEC §11); what is no longer its
+        # own (another daemon's share now, or disabled) is released here, between cycles
+        share = await ownership.assigned(s.sysname for s in engine.config.sources
+                                         if engine.enabled(s))
+        wanted = share & set(enabled)
+        await ownership.release({s.sysname for s in members} - wanted)
+        owned = await ownership.claim(wanted)
     for src in members:
         runtime = engine.sources.get(src.sysname)
         if runtime is None or control.stop.is_set():

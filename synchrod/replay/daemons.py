@@ -42,6 +42,25 @@ SELECT name, host, pid, version, config_path, config_loaded_at, config_error, co
 """
 
 
+# the other live daemons (owner connection alive, not stopping) and the sources they could work
+_PEERS = """
+SELECT name, sources FROM synchrod.daemons
+ WHERE backend_pid IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+   AND name <> $1 AND state <> 'stopping'
+"""
+
+
+async def peer_sources(conn: asyncpg.Connection, me: str) -> dict[str, set[str]]:
+    """Each other live daemon → the sources it publishes as enabled (neither
+    disabled in its configuration nor through the API): what it can work."""
+    out = {}
+    for r in await conn.fetch(_PEERS, me):
+        sources = json.loads(r["sources"]) if r["sources"] else {}
+        out[r["name"]] = {n for n, st in sources.items()
+                          if st.get("enabled", True) and not st.get("disabled_by")}
+    return out
+
+
 def publish_args(snapshot: dict) -> tuple:
     """The PUBLISH parameters from a daemon's snapshot, sources and targets as JSON
     (targets ``{}`` when the snapshot has none)."""
