@@ -26,6 +26,7 @@ from ..sync.rounds import run_once
 from . import check as checks
 from . import render
 from .check import run_checks
+from .progress import REDRAW, Progress
 
 log = structlog.get_logger("synchrod")
 
@@ -65,12 +66,22 @@ async def once(cfg: Config, args) -> int:
     # a source worked by a running daemon is left to it (a dry run changes nothing)
     ownership = None if args.dry_run else Ownership(cfg.target.database, engine.daemon_name,
                                                     role="once")
+    progress = Progress(sys.stderr, live=sys.stderr.isatty()) \
+        if args.until_idle and not args.dry_run else None
+    redrawing = asyncio.create_task(_redraw(progress)) if progress and progress.live else None
     try:
-        totals = await run_once(engine, args.source, args.until_idle, args.dry_run,
-                                ownership=ownership)
+        totals = await run_once(
+            engine, args.source, args.until_idle, args.dry_run, ownership=ownership,
+            on_cycle=(lambda rt, r: progress.cycle(rt.config.sysname, r, rt.backlog))
+            if progress else None,
+            on_round=progress.round_ended if progress else None)
         if any(s.copy_files for s in cfg.sources):  # reported even when no call needed them
             await engine.measure_targets()
     finally:
+        if redrawing is not None:
+            redrawing.cancel()
+        if progress is not None:
+            progress.close()
         if ownership is not None:
             await ownership.close()
         await engine.close()
@@ -79,6 +90,13 @@ async def once(cfg: Config, args) -> int:
         print(f"target path {path} takes no new files: {problem}")
     bad = any(t.failed or t.erroneous or t.state.failed for t in totals.values())
     return exits.FAILED if bad else exits.OK
+
+
+async def _redraw(progress: Progress) -> None:
+    """The progress line drawn again twice a second (on a terminal)."""
+    while True:
+        progress.redraw()
+        await asyncio.sleep(REDRAW)
 
 
 async def check(cfg: Config, args) -> int:

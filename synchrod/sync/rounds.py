@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,9 +20,12 @@ if TYPE_CHECKING:
 
 async def run_round(engine: Engine, only: str | None = None, dry_run: bool = False,
                     stop: asyncio.Event | None = None,
-                    ownership: Ownership | None = None) -> list[CycleResult]:
+                    ownership: Ownership | None = None,
+                    on_cycle: Callable[[SourceRuntime, CycleResult], None] | None = None,
+                    ) -> list[CycleResult]:
     """One cycle of every enabled source (``synchrod once``): groups
-    concurrently, the sources of a group one after another."""
+    concurrently, the sources of a group one after another; ``on_cycle``
+    hears of each cycle as it ends (progress)."""
     groups: dict[str, list] = defaultdict(list)
     for src in engine.config.sources:
         if not engine.enabled(src) or (only and src.sysname != only):
@@ -43,6 +47,8 @@ async def run_round(engine: Engine, only: str | None = None, dry_run: bool = Fal
                 continue
             out.append(await run_cycle(engine, runtime, dry_run, stop,
                                        ownership.owns if ownership is not None else None))
+            if on_cycle is not None:
+                on_cycle(runtime, out[-1])
         return out
 
     per_group = await asyncio.gather(*(run_group(members) for members in groups.values()))
@@ -77,14 +83,19 @@ def round_progressed(results: list[CycleResult]) -> bool:
 
 async def run_once(engine: Engine, only: str | None, until_idle: bool, dry_run: bool,
                    max_rounds: int = 1_000_000,
-                   ownership: Ownership | None = None) -> dict[str, Totals]:
+                   ownership: Ownership | None = None,
+                   on_cycle: Callable[[SourceRuntime, CycleResult], None] | None = None,
+                   on_round: Callable[[], None] | None = None) -> dict[str, Totals]:
     """``synchrod once``: one round, or rounds until one makes no progress (``until_idle``,
-    never in a dry run; at most ``max_rounds``); each source's totals, by name."""
+    never in a dry run; at most ``max_rounds``); each source's totals, by name.
+    ``on_cycle`` and ``on_round`` hear of each cycle and round as they end."""
     totals: dict[str, Totals] = {}
     for _ in range(max_rounds):
-        results = await run_round(engine, only, dry_run, ownership=ownership)
+        results = await run_round(engine, only, dry_run, ownership=ownership, on_cycle=on_cycle)
         for r in results:
             totals.setdefault(r.source, Totals(r.source)).add(r)
+        if on_round is not None:
+            on_round()
         if not until_idle or dry_run or not round_progressed(results):
             break
     return totals
