@@ -29,7 +29,7 @@ run, so both schemas' figures can be shown side by side and a ``--quick`` or
 
 Its parts live beside it in scripts/: bench_env (.bench/, the Bench
 helper, `synchrod once` timed), bench_cases (a to d, their sizes and
-targets), bench_storage (p and s), bench_archive (r), bench_profile (``--profile``); this
+targets), bench_storage (p and s), bench_archive (r), bench_nfs (n), bench_profile (``--profile``); this
 script runs them and keeps the results.
 """
 from __future__ import annotations
@@ -46,6 +46,8 @@ from bench_cases import FULL, QUICK, bench_copy, bench_idle, bench_link, bench_m
 from bench_env import BENCH, GNU_TIME, REPO, Bench
 from bench_archive import bench_archive
 from bench_archive import table_rows as archive_rows
+from bench_nfs import bench_nfs
+from bench_nfs import table_rows as nfs_rows
 from bench_storage import bench_api, bench_prune, table_rows
 from synchrod.testing import recorders, stage
 from synchrod.testing.stage import say
@@ -94,7 +96,7 @@ def table(results: dict, schema: str) -> list[str]:
         x = results["d"]
         rows.append(("d memory", f"{x['peak_rss_mib']:.1f} MiB peak RSS ({x['calls']:,} calls, "
                                  f"{x['calls_per_s']:,.0f} calls/s)", x["target"], x["met"]))
-    rows += table_rows(results) + archive_rows(results)
+    rows += table_rows(results) + archive_rows(results) + nfs_rows(results)
     w = [max(len(str(r[i])) for r in rows) for i in range(3)]
     out = []
     for r in rows:
@@ -109,7 +111,8 @@ def main() -> int:
     benchmark raises)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: a sanity run, not figures")
-    ap.add_argument("--only", default="a,b,c,d,p,s,r", help="comma-separated subset of a,b,c,d,p,s,r")
+    ap.add_argument("--only", default="a,b,c,d,p,s,r,n",
+                    help="comma-separated subset of a,b,c,d,p,s,r,n")
     ap.add_argument("--schema", choices=recorders.VERSIONS, default="current",
                     help="CallREC version of the recorder and replay databases (default current)")
     ap.add_argument("--profile", action="store_true",
@@ -117,8 +120,8 @@ def main() -> int:
                          "statement timed, and print where the time goes")
     args = ap.parse_args()
     only = [x.strip() for x in args.only.split(",") if x.strip()]
-    if set(only) - set("abcdpsr"):
-        ap.error(f"--only takes a,b,c,d,p,s,r, not {args.only!r}")
+    if set(only) - set("abcdpsrn"):
+        ap.error(f"--only takes a,b,c,d,p,s,r,n, not {args.only!r}")
     sz = QUICK if args.quick else FULL
 
     by_schema = previous_by_schema()
@@ -135,7 +138,7 @@ def main() -> int:
         stage.callrec_template(server, version=args.schema)
         b = Bench(server, args.schema)
         steps = {"a": bench_copy, "b": bench_link, "c": bench_idle, "d": bench_memory,
-                 "p": bench_prune, "s": bench_api, "r": bench_archive}
+                 "p": bench_prune, "s": bench_api, "r": bench_archive, "n": bench_nfs}
         for key in only:
             t0 = time.perf_counter()
             results[key] = {"schema": args.schema, **steps[key](b, sz, args.profile)}

@@ -19,11 +19,13 @@ from synchrod.testing.stage import say
 FULL = {"a_calls": 2000, "a_size": 256 * 1024, "a_repeat": 5, "b_calls": 20000, "c_couples": 1_000_000,
         "c_cycles": 30, "d_calls": 100_000, "repeat": 2,
         "p_calls": 20000, "s_couples": 1_000_000, "s_requests": 200,   # p, s: bench_storage
-        "r_calls": 2000, "r_repeat": 5, "r_history": 1_000_000}        # r: bench_archive
+        "r_calls": 2000, "r_repeat": 5, "r_history": 1_000_000,        # r: bench_archive
+        "n_calls": 500, "n_repeat": 3}                                 # n: bench_nfs
 QUICK = {"a_calls": 200, "a_size": 256 * 1024, "a_repeat": 1, "b_calls": 2000, "c_couples": 50_000,
          "c_cycles": 10, "d_calls": 5000, "repeat": 1,
          "p_calls": 2000, "s_couples": 100_000, "s_requests": 30,
-         "r_calls": 200, "r_repeat": 1, "r_history": 10_000}
+         "r_calls": 200, "r_repeat": 1, "r_history": 10_000,
+         "n_calls": 100, "n_repeat": 1}
 
 TARGETS = {
     "a": "copy <= 1.5x cp+sync (aim 1.2x)",
