@@ -290,9 +290,12 @@ async def _pipeline(engine: Engine, runtime: SourceRuntime, finisher: ChunkFinis
     except BaseException:
         if pending is not None:
             await asyncio.wait([pending])
+        if finisher.marking is not None:   # the chunk in hand is marked even so
+            await asyncio.wait([finisher.marking])
         raise
     if pending is not None:
         await pending
+    await finisher.flush()
 
 
 def _reject_unfit(engine: Engine, recorder: Recorder, src, batch: list[SourceCouple]):

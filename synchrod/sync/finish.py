@@ -1,5 +1,6 @@
 """The end of a chunk and the repair of interrupted ones (SPEC §3.7):
-durable → commit → mark → remove, and the removal of copies no committed
+durable → commit → remove → mark (the marks overlapping the next chunk's
+commit), and the removal of copies no committed
 row uses. Every step is idempotent, so the next cycle completes whatever a
 crash cut short."""
 from __future__ import annotations
@@ -36,11 +37,15 @@ class ChunkFinisher:
     io_timeout: float
     committed: Committed          # what the cycle's chunks did so far
     result: CycleResult           # counted after every chunk: a later one may still fail
+    marking: asyncio.Task | None = None   # the previous chunk's marks, on the recorder
 
     async def finish(self, moved: Transferred) -> Committed:
         """Makes the chunk's copies durable (one ``syncfs`` per target
-        filesystem), commits its rows, marks its calls on the recorder, then
-        removes the files nothing uses any more, and counts the cycle so far.
+        filesystem), commits its rows, removes the files nothing uses any
+        more, counts the cycle so far, and starts marking its calls on the
+        recorder: the marks of one chunk go on while the next one commits
+        (they follow their own chunk's commit, one chunk at a time; a mark
+        that fails is raised by the next finish or by :meth:`flush`).
         Failures that come from the mount going away are skipped (not the
         calls' fault). Returns the cycle's totals so far."""
         src = self.runtime.config
@@ -65,13 +70,23 @@ class ChunkFinisher:
                 copying.remove(path)
             raise
         faults.point("after_commit", src.sysname)
-        self.runtime.set_phase("mark")
-        await self.recorder.mark(part.marks)
-        faults.point("after_mark", src.sysname)
         await remove_unused(self.conn, part.orphaned + moved.abandoned, part.replaced)
         self.committed.absorb(part)
         self.result.count(self.committed)
+        await self.flush()
+        self.marking = asyncio.create_task(self._mark(part.marks))
         return self.committed
+
+    async def _mark(self, marks) -> None:
+        self.runtime.set_phase("mark")
+        await self.recorder.mark(marks)
+        faults.point("after_mark", self.runtime.config.sysname)
+
+    async def flush(self) -> None:
+        """Waits for the marks in hand (their error, if any, is raised)."""
+        marking, self.marking = self.marking, None
+        if marking is not None:
+            await marking
 
 
 async def repair(conn: asyncpg.Connection, source: str, log) -> None:
