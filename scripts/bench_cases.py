@@ -28,7 +28,7 @@ QUICK = {"a_calls": 200, "a_size": 256 * 1024, "a_repeat": 1, "b_calls": 2000, "
          "n_calls": 100, "n_repeat": 1}
 
 TARGETS = {
-    "a": "copy <= 1.5x cp+sync (aim 1.2x)",
+    "a": "copy: median <= 1.2x cp+sync, cold cache",
     "b": ">= 5,000 calls/s and <= 3x the COPY floor",
     "c": "<= 10 ms per source at 1M couples",
     "d": "<= 150 MiB peak RSS for 100k calls",
@@ -52,10 +52,10 @@ def bench_copy(b: Bench, sz: dict, profile: bool = False) -> dict:
     cp_runs, sd_runs = [], []
     time.sleep(2)  # let the disk settle after the load
     for r in range(sz["a_repeat"]):
-        cp_runs.append(cp_sync(mount, cpdst))
+        cp_runs.append(cp_sync(mount, cpdst, cold=True))
         say(f"[a] run {r + 1}: cp -a + sync      {cp_runs[-1]:7.2f} s")
-        # synchrod, after a sync, fresh replay database and target path
-        res = b.drain(name, cfg, n, target, total)
+        # synchrod, fresh replay database and target path, the page cache dropped as for cp
+        res = b.drain(name, cfg, n, target, total, cold=True)
         sd_runs.append(res)
         say(f"[a] run {r + 1}: synchrod once      {res['wall_s']:7.2f} s  (cycles {res['cycles']}, "
             f"in cycles {res['cycle_seconds']:.2f} s, peak RSS {res['rss_mib']:.1f} MiB)")
@@ -67,6 +67,7 @@ def bench_copy(b: Bench, sz: dict, profile: bool = False) -> dict:
     best = min(sd_runs, key=lambda r: r["wall_s"])
     cp_best = min(cp_runs)
     ratio = best["wall_s"] / cp_best
+    median_ratio = statistics.median(r["wall_s"] for r in sd_runs) / statistics.median(cp_runs)
     if profile:
         b.reset_run(name, target)
         sync()
@@ -80,8 +81,9 @@ def bench_copy(b: Bench, sz: dict, profile: bool = False) -> dict:
             "calls_per_s": n / best["wall_s"], "mib_per_s": total / MiB / best["wall_s"],
             "cp_mib_per_s": total / MiB / cp_best,
             "peak_rss_mib": max(r["rss_mib"] or 0 for r in sd_runs),
-            "ratio_vs_cp": ratio, "ratio_in_cycles_vs_cp": best["cycle_seconds"] / cp_best,
-            "target": TARGETS["a"], "met": ratio <= 1.5}
+            "ratio_vs_cp": ratio, "median_ratio_vs_cp": median_ratio,
+            "ratio_in_cycles_vs_cp": best["cycle_seconds"] / cp_best,
+            "target": TARGETS["a"], "met": median_ratio <= 1.2}
 
 
 # --- b: link mode ---------------------------------------------------------------------------

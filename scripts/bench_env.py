@@ -104,12 +104,16 @@ class Bench:
         with psycopg.connect(self.dsn(f"{name}_rec"), autocommit=True) as conn:
             return dict(conn.execute("SELECT synchronized, count(*) FROM callrec.couples GROUP BY 1").fetchall())
 
-    def drain(self, name: str, cfg: Path, n: int, target: Path | None, total: int | None = None) -> dict:
+    def drain(self, name: str, cfg: Path, n: int, target: Path | None, total: int | None = None,
+              cold: bool = False) -> dict:
         """A fresh run (:meth:`reset_run`; a sync first when ``target`` is
-        given), then :func:`timed_synchrod`; raises unless all ``n`` calls are
-        marked S (and the target holds ``total`` bytes, if given)."""
+        given, the page cache dropped too when ``cold``), then
+        :func:`timed_synchrod`; raises unless all ``n`` calls are marked S (and
+        the target holds ``total`` bytes, if given)."""
         self.reset_run(name, target)
-        if target is not None:
+        if cold:
+            drop_caches()
+        elif target is not None:
             sync()
         res = timed_synchrod(cfg)
         marks = self.marks(name)
