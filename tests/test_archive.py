@@ -152,7 +152,8 @@ def test_missing_replay_file_gives_a_run_with_errors(env, tmp_path):
 
 
 def test_full_destination_ends_the_run_and_a_later_run_completes(env, tmp_path):
-    with tmpfs(tmp_path / "small", "600k") as small:
+    # room for the first four media and sidecars, copied at once by the four workers, not six
+    with tmpfs(tmp_path / "small", "700k") as small:
         _archive(env, small)
         _sync(env, 0, [CallSpec(f"big{i}", NOW - dt.timedelta(hours=5 + i),
                                 files=[blob("AUDIO", f"/calls/big{i}/0.raw", 150 * 1024)])
@@ -164,6 +165,9 @@ def test_full_destination_ends_the_run_and_a_later_run_completes(env, tmp_path):
         recorded = env.target("SELECT destination, sha256 FROM synchrod.archive_files")
         assert len(recorded) == ok and all(_sha(p) == h for p, h in recorded), "only complete files"
         assert not [p for p in _files(small) if ".synchrod-tmp." in p.name]
+        # every media file left has its sidecar: one that could not be written took its media
+        assert {str(p) for p in _files(small) if not p.name.endswith(".json")} == \
+            {p for p, _ in recorded}
         # room again: the next run archives the rest, not the files already there
         for p, _ in recorded:
             os.unlink(p)

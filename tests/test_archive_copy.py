@@ -5,7 +5,8 @@ its source (other bytes, more bytes) is refused; the media appears only once
 verified; a size other than the replay database's is the file's failure and
 writes nothing; a directory removed between two files of a run is made
 again; a full destination is the destination's fault (TargetError), with no
-temporary file left."""
+temporary file left, and a media file whose sidecar does not fit is taken
+away again."""
 from __future__ import annotations
 
 import hashlib
@@ -117,3 +118,13 @@ def test_a_full_destination_is_the_destinations_fault_and_leaves_no_temporary(tm
             _archive(tmp_path, src, dest)
         assert caught.value.reason == "storage_full"
         assert not dest.exists() and not os.path.exists(temp_name(str(dest)))
+
+
+def test_a_sidecar_that_does_not_fit_takes_its_media_away(tmp_path):
+    src = _source(tmp_path, data=os.urandom(1 << 20))
+    with tmpfs(tmp_path / "small", "1m") as small:      # the media fills it: no room for the sidecar
+        dest = small / "call.wav"
+        with pytest.raises(TargetError) as caught:
+            _archive(tmp_path, src, dest)
+        assert caught.value.reason == "storage_full"
+        assert list(small.iterdir()) == [], "the media is not archived without its sidecar"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..core.naming import temp_name
 from ..core.pathsafety import unsafe_reason
-from ..errors import CallError
+from ..errors import CallError, TargetError
 from .copying import FILE_MODE, copy_error, copy_range, make_dirs, remove, target_error
 from .sourcefiles import locate_within, open_located
 
@@ -59,7 +59,11 @@ def archive_file(roots: Sequence[str], cfpath: str, dest: str, expected_size: in
         digest = _copy_verified(fd, size, dest, made)
     finally:
         os.close(fd)
-    write_bytes(dest + ".json", sidecar(digest), made)
+    try:
+        write_bytes(dest + ".json", sidecar(digest), made)
+    except TargetError:
+        remove(dest)   # not archived without its sidecar: its space back to a full destination
+        raise
     return Copied(size, digest)
 
 

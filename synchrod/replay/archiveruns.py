@@ -41,14 +41,9 @@ SELECT {_COLUMNS} FROM synchrod.archive_runs
  WHERE ($1::text IS NULL OR task = $1) AND id < $2
  ORDER BY id DESC LIMIT $3
 """
-_ENTRIES = """
-SELECT id, kind, destination, replay_path, sid, result, message FROM synchrod.archive_entries
- WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3
-"""
-_FAILED_MEDIA = """
-SELECT id, kind, destination, replay_path, sid, result, message FROM synchrod.archive_entries
- WHERE run_id = $1 AND kind = 'media' AND result = 'failed' ORDER BY id LIMIT $2
-"""
+_ENTRY = "SELECT id, kind, destination, replay_path, sid, result, message FROM synchrod.archive_entries"
+_ENTRIES = f"{_ENTRY} WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+_FAILED_MEDIA = f"{_ENTRY} WHERE run_id = $1 AND kind = 'media' AND result = 'failed' ORDER BY id LIMIT $2"
 _LAST = f"""
 SELECT DISTINCT ON (task) {_COLUMNS} FROM synchrod.archive_runs
  WHERE task = ANY($1::text[]) AND state NOT IN ('missed', 'skipped')

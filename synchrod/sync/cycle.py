@@ -290,8 +290,11 @@ async def _pipeline(engine: Engine, runtime: SourceRuntime, finisher: ChunkFinis
     except BaseException:
         if pending is not None:
             await asyncio.wait([pending])
-        if finisher.marking is not None:   # the chunk in hand is marked even so
-            await asyncio.wait([finisher.marking])
+        marking = finisher.marking
+        if marking is not None:   # the chunk in hand is marked even so
+            await asyncio.wait([marking])
+            if not marking.cancelled():
+                marking.exception()   # heard: the error in flight is the one raised
         raise
     if pending is not None:
         await pending

@@ -1,8 +1,7 @@
 """The end of a chunk and the repair of interrupted ones (SPEC §3.7):
 durable → commit → remove → mark (the marks overlapping the next chunk's
-commit), and the removal of copies no committed
-row uses. Every step is idempotent, so the next cycle completes whatever a
-crash cut short."""
+commit), and the removal of copies no committed row uses. Every step is
+idempotent, so the next cycle completes whatever a crash cut short."""
 from __future__ import annotations
 
 import asyncio
