@@ -171,7 +171,10 @@ def cp_sync(src: Path, dst: Path, cold: bool = False) -> float:
     (and with the page cache dropped when ``cold``): the baseline a copy
     benchmark compares with."""
     shutil.rmtree(dst, ignore_errors=True)
-    drop_caches() if cold else sync()
+    if cold:
+        drop_caches()
+    else:
+        sync()
     t0 = time.perf_counter()
     subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
     sync()

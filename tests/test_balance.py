@@ -18,7 +18,7 @@ import pytest
 from _daemon import Daemon, status_json, wait_until
 from conftest import call
 from invariants import assert_consistent
-from test_ha import _live_owned, _runs_never_overlap
+from test_ha import _all_marked, _live_owned, _runs_never_overlap
 
 from synchrod.replay.daemons import OWNER_CLASS
 from synchrod.testing.recorders import FileSpec
@@ -90,10 +90,6 @@ def _add(env, prefix: str, per_source: int) -> set[str]:
         env.add_calls(i, [_small(s) for s in batch])
         sids |= set(batch)
     return sids
-
-
-def _all_marked(env) -> bool:
-    return all(None not in env.marks(i).values() for i in range(N))
 
 
 @pytest.mark.slow

@@ -49,7 +49,8 @@ def _configure(env, **synchro) -> None:
 
 
 def _all_marked(env) -> bool:
-    return all(None not in env.marks(i).values() for i in range(2))
+    """Every call of every source marked."""
+    return all(None not in env.marks(i).values() for i in range(len(env.source_dbs)))
 
 
 def _marks_summary(env) -> dict:

@@ -25,29 +25,32 @@ ON CONFLICT (name) DO UPDATE SET
     seen_at = now()
 """
 
+# a row's daemon is alive exactly while its owner connection's backend is
+_BACKENDS = "(SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)"
+
 # rows whose owner connection is gone: killed daemons
-FORGET_DEAD = """
-DELETE FROM synchrod.daemons
- WHERE backend_pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
-"""
+FORGET_DEAD = f"DELETE FROM synchrod.daemons WHERE backend_pid NOT IN {_BACKENDS}"
 
 FORGET = "DELETE FROM synchrod.daemons WHERE name = $1"
 
-_LIVE = """
+_LIVE = f"""
 SELECT name, host, pid, version, config_path, config_loaded_at, config_error, config_error_at,
        state, sources, started_at, seen_at, targets, storage
   FROM synchrod.daemons
- WHERE backend_pid IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+ WHERE backend_pid IN {_BACKENDS}
  ORDER BY started_at, name
 """
 
-
 # the other live daemons (owner connection alive, not stopping) and the sources they could work
-_PEERS = """
+_PEERS = f"""
 SELECT name, sources FROM synchrod.daemons
- WHERE backend_pid IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
-   AND name <> $1 AND state <> 'stopping'
+ WHERE backend_pid IN {_BACKENDS} AND name <> $1 AND state <> 'stopping'
 """
+
+
+def _decoded(value: str | None, empty):
+    """A published JSON column decoded (``empty`` when it is null or empty)."""
+    return json.loads(value) if value else empty
 
 
 async def peer_sources(conn: asyncpg.Connection, me: str) -> dict[str, set[str]]:
@@ -55,7 +58,7 @@ async def peer_sources(conn: asyncpg.Connection, me: str) -> dict[str, set[str]]
     disabled in its configuration nor through the API): what it can work."""
     out = {}
     for r in await conn.fetch(_PEERS, me):
-        sources = json.loads(r["sources"]) if r["sources"] else {}
+        sources = _decoded(r["sources"], {})
         out[r["name"]] = {n for n, st in sources.items()
                           if st.get("enabled", True) and not st.get("disabled_by")}
     return out
@@ -78,9 +81,8 @@ async def live(conn: asyncpg.Connection) -> list[dict]:
     out = []
     for r in await conn.fetch(_LIVE):
         row = dict(r)
-        row["sources"] = json.loads(row["sources"]) if row["sources"] else {}
-        row["targets"] = json.loads(row["targets"]) if row["targets"] else {}
-        row["storage"] = json.loads(row["storage"]) if row["storage"] else []
+        row["sources"], row["targets"] = _decoded(row["sources"], {}), _decoded(row["targets"], {})
+        row["storage"] = _decoded(row["storage"], [])
         out.append(row)
     return out
 
