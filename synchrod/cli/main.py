@@ -10,44 +10,46 @@ import sys
 
 from .. import __version__, exits
 from ..config import ConfigError, load, load_target_dsn, resolve_path
+from . import helptext
 
 
 def _parser() -> argparse.ArgumentParser:
     """The ``synchrod`` argument parser: one subcommand per command, each but ``passwd``
-    with ``-c/--config``; exits 2 (argparse) on a bad command line."""
-    ap = argparse.ArgumentParser(prog="synchrod", description="Call-recording replication daemon")
+    with ``-c/--config``; exits 2 (argparse) on a bad command line. Purposes and examples
+    of ``--help`` come from :mod:`.helptext`."""
+    ap = argparse.ArgumentParser(prog="synchrod", **helptext.options(()))
     ap.add_argument("--version", action="version", version=f"synchrod {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
+    def cmd(name: str) -> argparse.ArgumentParser:
+        p = helptext.add(sub, (name,))
         if name != "passwd":
             p.add_argument("-c", "--config", help="configuration file (default: $SYNCHROD_CONFIG "
                                                   "or /etc/synchrod/synchrod.yaml)")
         return p
 
-    p = cmd("run", "run the daemon in the foreground")
+    p = cmd("run")
     p.add_argument("--ready-file", metavar="FILE",
                    help="write the daemon's pid to FILE once it is ready (what sd_notify READY=1 "
                         "tells systemd), remove it at exit; for init scripts without systemd")
-    p = cmd("once", "run one cycle for every enabled source and print a summary")
+    p = cmd("once")
     p.add_argument("--source", help="only this source")
     p.add_argument("--until-idle", action="store_true", help="cycle back to back until nothing is left")
     p.add_argument("--dry-run", action="store_true", help="show what would be done; change nothing")
-    cmd("check", "check configuration, databases, mount and target paths")
-    cmd("init-db", "create or migrate synchrod's schema in the replay database")
-    p = cmd("status", "show the state of every source")
+    cmd("check")
+    cmd("init-db")
+    p = cmd("status")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--watch", action="store_true", help="refresh every 2 seconds")
-    p = cmd("run-now", "wake the running daemons: skip the current sleep")
+    p = cmd("run-now")
     p.add_argument("--source", help="only this source (its group)")
-    p = cmd("retry", "clear E marks and failure records so the calls are tried again")
+    p = cmd("retry")
     p.add_argument("--source", required=True, help="the source whose calls to retry")
     p.add_argument("--sid", action="append", metavar="SID",
                    help="only this call (repeatable); default: every erroneous call")
-    p = cmd("storage", "show each target filesystem's storage level and the next pruning round")
+    p = cmd("storage")
     p.add_argument("--json", action="store_true", help="the object of GET /api/v1/storage")
-    p = cmd("purge", "remove the media (or the calls) of old or named target calls")
+    p = cmd("purge")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--before", metavar="DATE", type=_date,
                        help="calls that started before DATE (ISO 8601; local time if no zone)")
@@ -59,21 +61,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="delete the couples too, not only their media (their call once empty)")
     p.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
     p.add_argument("--comment", help="kept with each call's audit record")
-    p = cmd("archive", "archive export tasks: list them, run one now, show their history")
+    p = cmd("archive")
     what = p.add_subparsers(dest="archive_command", metavar="list|run|history", required=True)
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("-c", "--config", default=argparse.SUPPRESS,
                         help="configuration file (as for every command)")
-    what.add_parser("list", parents=[config], help="every task: its schedule, next run and last run")
-    one = what.add_parser("run", parents=[config], help="run a task now, in the foreground, "
-                                                         "then a summary")
+    helptext.add(what, ("archive", "list"), parents=[config])
+    one = helptext.add(what, ("archive", "run"), parents=[config])
     one.add_argument("name", help="the task's name")
-    hist = what.add_parser("history", parents=[config],
-                           help="the runs, newest first, or one run's files")
+    hist = helptext.add(what, ("archive", "history"), parents=[config])
     hist.add_argument("name", nargs="?", help="only this task's runs")
     hist.add_argument("--run", type=int, metavar="ID", help="this run with every file's entry")
     hist.add_argument("--limit", type=int, default=20, help="runs shown (default 20)")
-    cmd("passwd", "read a password on standard input and print its hash for monitor.users")
+    cmd("passwd")
     return ap
 
 
@@ -90,7 +90,7 @@ def _days(text: str) -> dt.datetime:
     """``--older-than``: a whole number of days back from now."""
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of days (1 or more), not {text!r}")
-    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=int(text))
+    return dt.datetime.now(dt.UTC) - dt.timedelta(days=int(text))
 
 
 def main(argv: list[str] | None = None) -> int:
