@@ -116,3 +116,24 @@ def test_kill_inside_the_pipeline(env, point):
     env.once("--until-idle", check_rc=0)
     assert_consistent(env, sids, nsources=1)
     assert set(env.marks(0).values()) == {"S"}
+
+
+def test_a_call_commits_whole_though_its_couples_are_apart_in_the_batch(env):
+    """The couples of one source call share a chunk: killed after the first
+    chunk's commit, the target holds both couples of a call whose second couple
+    came last in the batch, in one target call, or neither."""
+    sids = [f"q{i:03d}" for i in range(130)]
+    specs = [call(s, minutes_ago=500 - i) for i, s in enumerate(sids)]
+    specs.insert(0, call("w-first", minutes_ago=600, call_key="whole"))
+    specs.append(call("w-last", minutes_ago=100, call_key="whole"))
+    env.add_calls(0, specs)
+    env.write_config(synchro={**env.raw["synchro"], "calls_per_period": 200})
+    proc = env.once("--source", "rec1", env={"SYNCHROD_FAULT": "after_commit"})
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    rows = env.target("SELECT sid::text, callid FROM callrec.couples WHERE sid::text LIKE 'w-%'")
+    assert sorted(r[0] for r in rows) == ["w-first", "w-last"]
+    assert len({r[1] for r in rows}) == 1
+    assert env.target("SELECT count(*) FROM callrec.couples")[0][0] < 132   # only a chunk
+    env.once("--until-idle", check_rc=0)
+    assert_consistent(env, set(sids) | {"w-first", "w-last"}, nsources=1)
+    assert set(env.marks(0).values()) == {"S"}

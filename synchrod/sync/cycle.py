@@ -20,6 +20,7 @@ import structlog
 from .. import faults
 from ..core import clock, filters, rowcheck
 from ..core.catalog import int_limit
+from ..core.chunks import chunks
 from ..core.model import COUPLE_COLUMNS, SourceCouple
 from ..core.plan import decide
 from ..core.records import Candidate, Committed, Failure
@@ -277,7 +278,7 @@ async def _pipeline(engine: Engine, runtime: SourceRuntime, finisher: ChunkFinis
     chunk in hand still commits and marks."""
     pending: asyncio.Task | None = None
     try:
-        for chunk in _chunks(candidates, runtime.config.copy_files) or [[]]:
+        for chunk in chunks(candidates, _call_of, runtime.config.copy_files) or [[]]:
             if not keep_going():
                 break  # stopping or no longer the owner: the chunk in hand finishes
             runtime.set_phase("copy")
@@ -324,17 +325,8 @@ async def _measure_backlog(recorder: Recorder, runtime: SourceRuntime, cfg, earl
         without_streams=cfg.synchro.synchronize_couples_without_streams)
 
 
-PIPELINE_MIN_CHUNK = 50
-
-
-def _chunks(candidates: list, copy_files: bool) -> list[list]:
-    """Up to four chunks of at least PIPELINE_MIN_CHUNK calls, in batch order.
-    Link mode moves no bytes, so there is nothing to overlap the database
-    work with: one chunk, one commit (measured faster on two cores)."""
-    if not copy_files:
-        return [candidates]
-    size = max(PIPELINE_MIN_CHUNK, -(-len(candidates) // 4))
-    return [candidates[i:i + size] for i in range(0, len(candidates), size)]
+def _call_of(candidate: Candidate) -> int | None:
+    return candidate.couple.callid
 
 
 def _advance_cursor(batch: list[SourceCouple], committed: Committed, cursor):
