@@ -83,10 +83,11 @@ def test_once_at_a_time():
     p = plan(once, UTC, last_handled=h(0), active_since=h(4), now=h(4))
     assert p.missed == (h(3),) and p.due is None and p.once_done
     # a time that passed before the definition appeared (at a start or a reload): nothing
-    p = plan(once, UTC, last_handled=h(5), active_since=h(5), now=h(5))
-    assert p == type(p)()
-    p = plan(once, UTC, last_handled=h(5), active_since=h(0), now=h(5))
-    assert p == type(p)()
+    # to run nor to miss, and decided so: it is not shown as due for ever after
+    for active_since in (h(5), h(0)):
+        p = plan(once, UTC, last_handled=h(5), active_since=active_since, now=h(5))
+        assert p == type(p)(handled_until=h(5), once_done=True)
+        assert next_run(once, UTC, h(5), once_done=p.once_done) is None
 
 
 def test_next_run():

@@ -40,7 +40,9 @@ def plan(schedule: Schedule, tz: dt.tzinfo, *, last_handled: dt.datetime,
         if at > now:
             return SlotPlan()
         if at < last_handled:
-            return SlotPlan()   # before the definition existed: nothing to run nor miss
+            # before the definition existed: nothing to run nor miss, and decided so (it
+            # would otherwise show as due forever)
+            return SlotPlan(handled_until=last_handled, once_done=True)
         if at < active_since:
             return SlotPlan(missed=(at,), handled_until=at, once_done=True)
         return SlotPlan(due=at, handled_until=at, once_done=True)

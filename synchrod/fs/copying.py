@@ -159,11 +159,12 @@ def make_dirs(directory: str) -> None:
 
 
 def remove(path: str, final: bool = True) -> None:
-    """Removes a copy and its temporary sibling; absent files are fine."""
+    """Removes a copy and its temporary sibling; absent files are fine (a
+    path whose parent is not a directory cannot hold one either)."""
     for p in ((path, temp_name(path)) if final else (temp_name(path),)):
         try:
             os.unlink(p)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             pass
 
 
