@@ -24,12 +24,13 @@ from ..core.states import DaemonState, SourceState
 from ..errors import SecretError
 from ..monitor.server import Monitor
 from ..pg.connect import redact
-from ..replay import archiveruns, daemons, history
+from ..replay import archiveruns, daemons, history, samples
 from ..sync.engine import Engine
 from .archivewatch import ArchiveWatch
 from .deletionwatch import DeletionWatch
 from .ownership import Ownership
 from .runner import Control, run_forever
+from .sampler import Sampler
 from .sdnotify import Notifier
 from .storagewatch import StorageWatch
 from .watcher import ConfigWatcher, content_digest
@@ -65,6 +66,7 @@ class Daemon:
         self.storage = StorageWatch(engine, self.ownership, lambda: self.monitor)
         self.deletions = DeletionWatch(engine, self.ownership, self.storage.notify)
         self.archive = ArchiveWatch(engine, self.ownership)
+        self.sampler = Sampler(engine, self.ownership, self.source_bases)
         self.host, self.pid, self.version = socket.gethostname(), os.getpid(), __version__
         self.state = DaemonState.STARTING
         self.started_at = clock.now()
@@ -127,7 +129,7 @@ class Daemon:
         helpers = [asyncio.create_task(c) for c in (
             self._reloader(), self._watch_file(), self._watchdog(), self._publisher(),
             self._forcer(), self._pruner(), self._target_measurer(), self.storage.run(),
-            self.deletions.run(), self.archive.run())]
+            self.deletions.run(), self.archive.run(), self.sampler.run())]
         cfg = self.engine.config
         log.info("started", version=__version__, config=self.path, daemon=self.engine.daemon_name,
                  sources=[s.sysname for s in cfg.sources], target=cfg.target.sysname)
@@ -340,7 +342,7 @@ class Daemon:
         return "; ".join(parts)[:300]
 
     async def _pruner(self) -> None:
-        """Keeps ``monitor.history_days`` of cycle and archive history: one
+        """Keeps ``monitor.history_days`` of cycle and archive history and samples: one
         daemon does it (the "history" duty), whichever holds the duty."""
         while True:
             await asyncio.sleep(60 if self.engine.schema_ready else PRUNE_EVERY)
@@ -350,6 +352,7 @@ class Daemon:
                 async with self.engine.target_pool.acquire(timeout=10) as conn:
                     pruned = await history.prune(conn, self.engine.config.monitor.history_days)
                     pruned += await archiveruns.prune(conn, self.engine.config.monitor.history_days)
+                    await samples.prune(conn, self.engine.config.monitor.history_days)
                 if pruned:
                     log.info("history_pruned", runs=pruned,
                              older_than_days=self.engine.config.monitor.history_days)

@@ -14,6 +14,7 @@ from ..replay import controls, history, recordings
 from ..storage import report as storage_report
 from .archive_api import ArchiveRoutes
 from .auth import Unauthorized, check_password
+from .charts import ChartRoutes
 from .deletions import DeletionRoutes
 from .params import MAX_INT, bool_param, error, int_param, json_response, time_param
 
@@ -50,7 +51,8 @@ class Api:
             web.post("/api/v1/sources/{sysname}/{action}", self.source_action),
             web.post("/api/v1/reload", self.reload),
             web.post("/api/v1/shutdown", self.shutdown),
-        ] + DeletionRoutes(self.m, self._claims).routes() + ArchiveRoutes(self.m, self._claims).routes()
+        ] + (DeletionRoutes(self.m, self._claims).routes() + ArchiveRoutes(self.m, self._claims).routes()
+             + ChartRoutes(self.m).routes())
 
     # --- reads ---------------------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:
