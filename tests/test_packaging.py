@@ -161,7 +161,8 @@ def test_sdist_holds_every_module_and_asset(built):
         top = tf.getnames()[0].split("/")[0]
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
     _check_names(names, built.expected, built.sdist.name)
-    for extra in ("README.md", "etc/synchrod.yaml", "systemd/synchrod.service",
+    for extra in ("README.md", "etc/synchrod.yaml", "etc/prometheus/synchrod-alerts.yml",
+                  "tests/promtool/synchrod-alerts-test.yml", "systemd/synchrod.service",
                   "scripts/rc.callrec_synchro", "setup.cfg", "pyproject.toml", "MANIFEST.in"):
         assert extra in names, f"{built.sdist.name} ({top}) lacks {extra}"
 

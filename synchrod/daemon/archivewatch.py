@@ -38,7 +38,7 @@ class ArchiveWatch:
         self.ownership = ownership
         self.active_since: dt.datetime | None = None   # since this daemon holds the duty
         self.running: dict[str, asyncio.Task] = {}
-        self.listeners: list = []                       # (event, run view) callbacks
+        self.listeners: list = []   # (event, data) callbacks: started, batch, ended, slot
 
     async def run(self) -> None:
         """Forever: a tick every ``TICK`` seconds while archive is enabled."""
@@ -78,6 +78,7 @@ class ArchiveWatch:
                     await archiveruns.record_slot(conn, task.name, slot, "missed",
                                                   f"Task '{task.name}' missed: no daemon ran it at "
                                                   "its time", self.engine.daemon_name)
+                    self._slot(task.name, slot, "missed")
                 if p.missed:
                     log.warning("archive_slots_missed", task=task.name, slots=len(p.missed))
                 if p.due is not None:
@@ -85,6 +86,7 @@ class ArchiveWatch:
                         await archiveruns.record_slot(conn, task.name, p.due, "skipped",
                                                       f"Task '{task.name}' skipped: its previous "
                                                       "run was still going", self.engine.daemon_name)
+                        self._slot(task.name, p.due, "skipped")
                         log.warning("archive_slot_skipped", task=task.name, slot=clock.iso(p.due))
                     else:
                         self.start(task, p.due)
@@ -102,6 +104,15 @@ class ArchiveWatch:
 
     async def _run(self, task: ArchiveTask, slot_at: dt.datetime | None,
                    requested_by: str | None) -> None:
+        """One run of ``task`` on a connection of its own; the listeners hear it
+        start and end (a run that fails on an error ends ``failed``), or the
+        slot that had no run (skipped: the task runs elsewhere; failed: it
+        could not start)."""
+        started: list[dict] = []
+
+        def on_start(view: dict) -> None:
+            started.append(view)
+            self._notify("started", view)
         try:
             conn = await connect(self.engine.config.target.database,
                                  application_name=f"synchrod:archive:{self.engine.daemon_name}")
@@ -110,7 +121,7 @@ class ArchiveWatch:
                                             on_batch=self._batch)
                 end = await archive_tasks.run_task(conn, ctx, daemon=self.engine.daemon_name,
                                                    slot_at=slot_at, requested_by=requested_by,
-                                                   on_start=lambda v: self._notify("started", v))
+                                                   on_start=on_start)
                 if end is not None:
                     self._notify("ended", end)
             finally:
@@ -121,11 +132,22 @@ class ArchiveWatch:
                     await archiveruns.record_slot(conn, task.name, slot_at, "skipped",
                                                   f"Task '{task.name}' skipped: its previous run "
                                                   "was still going", self.engine.daemon_name)
+                self._slot(task.name, slot_at, "skipped")
         except Exception as exc:  # noqa: BLE001 - logged; the next slot tries again
             log.warning("archive_run_error", task=task.name,
                         error=redact(f"{type(exc).__name__}: {exc}"))
+            if started:   # run_task ended it failed (as far as the database let it)
+                self._notify("ended", {**started[0], "state": "failed"})
+            else:         # it could not start: the slot (or the request) has no run
+                self._slot(task.name, slot_at, "failed")
         finally:
             self.running.pop(task.name, None)
+
+    def _slot(self, task: str, slot_at: dt.datetime | None, state: str) -> None:
+        """A slot (None: a run by hand) that had no run: ``missed``, ``skipped``,
+        or ``failed`` when its run could not even start."""
+        self._notify("slot", {"task": task, "state": state,
+                              "slot_at": clock.iso(slot_at) if slot_at else None})
 
     def _batch(self, task: str, ok: int, failed: int, nbytes: int) -> None:
         self._notify("batch", {"task": task, "ok": ok, "failed": failed, "bytes": nbytes})

@@ -1,8 +1,10 @@
 """Prometheus metrics (SPEC §8), in a registry of their own.
 
-Counters and the cycle histogram are fed by each cycle's result; gauges
-(backlog, lag, up, target path use) are read from the live state when
-Prometheus scrapes, so a removed source or path disappears at once.
+Counters and the cycle histogram are fed by each cycle's result, the
+archive counters by the archive scheduler's events; gauges (backlog, lag,
+up, owned, target path use) are read from the live state when Prometheus
+scrapes, so a removed source or path disappears at once. The alerting rules
+in etc/prometheus/synchrod-alerts.yml use these names.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -25,6 +28,10 @@ from ..replay.deletionjobs import STATES
 
 CYCLE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: how an archive slot ends (``replay.archiveruns``): a run completed, had file
+#: errors or failed; a slot no daemon ran (missed) or that came while the
+#: previous run still went on (skipped)
+ARCHIVE_RUN_STATES = ("completed", "errors", "failed", "missed", "skipped")
 
 
 class Metrics:
@@ -64,8 +71,16 @@ class Metrics:
         for reason in ("age", "critical", "emergency", "api", "cli"):
             self.pruned_calls.labels(reason)
             self.pruned_bytes.labels(reason)
+        self.archive_runs = Counter("synchrod_archive_runs", "Archive slots by how they ended "
+                                    "(completed, errors, failed, missed, skipped)",
+                                    ["task", "state"], registry=r)
         for result in ("success", "failure"):
             self.reloads.labels(result)
+        self.reload_ok = Gauge("synchrod_config_last_reload_successful", "1 when the last "
+                               "configuration reload was applied (or none was tried since the "
+                               "start), 0 while the daemon runs an older file than the one "
+                               "on disk", registry=r)
+        self.reload_ok.set(1)   # the daemon does not start on a file it refuses
         r.register(_LiveCollector(gauges))
         r.register(_ArchiveCollector(archive_gauges))
 
@@ -108,6 +123,17 @@ class Metrics:
         for result in ("archived", "failed"):
             self.archive_files.labels(task, result)
         self.archive_bytes.labels(task)
+        for state in ARCHIVE_RUN_STATES:
+            self.archive_runs.labels(task, state)
+
+    def observe_archive(self, what: str, data: dict) -> None:
+        """An event of the archive scheduler (``daemon.archivewatch``): a page
+        of a run (``batch``), a run that ended (``ended``, its view), a slot
+        recorded without a run (``slot``: missed or skipped)."""
+        if what == "batch":
+            self.observe_archive_batch(data["task"], data["ok"], data["failed"], data["bytes"])
+        elif what in ("ended", "slot") and data["state"] in ARCHIVE_RUN_STATES:
+            self.archive_runs.labels(data["task"], data["state"]).inc()
 
     def observe_archive_batch(self, task: str, ok: int, failed: int, nbytes: int) -> None:
         """Counts one page of an archive run."""
@@ -116,8 +142,10 @@ class Metrics:
         self.archive_bytes.labels(task).inc(nbytes)
 
     def reloaded(self, ok: bool) -> None:
-        """Counts a configuration reload as a success or a failure."""
+        """Counts a configuration reload as a success or a failure; a failure
+        holds the last-reload gauge at 0 until a reload succeeds."""
         self.reloads.labels("success" if ok else "failure").inc()
+        self.reload_ok.set(1 if ok else 0)
 
     def exposition(self) -> bytes:
         """Every metric in Prometheus' text format, the gauges read from the live state now."""
@@ -133,8 +161,9 @@ class _LiveCollector:
 
     def collect(self) -> Iterable:
         """The gauges, from the live views at scrape time: per source backlog, lag, up (not
-        for a standby source), last success, enabled, paused, stalled; per target path use,
-        watermark, full, available; the build. Unknown values and gone sources have no series."""
+        for a standby source), owned, last success, enabled, paused, stalled; per target path
+        use, watermark, full, available; the build. Unknown values and gone sources have no
+        series."""
         sources, paths, filesystems = self.gauges()
         backlog = GaugeMetricFamily("synchrod_backlog_calls",
                                     "Eligible calls not yet synchronized", labels=["source"])
@@ -150,6 +179,9 @@ class _LiveCollector:
                                    labels=["source"])
         stalled = GaugeMetricFamily("synchrod_source_stalled", "1 while the media I/O of the "
                                     "source makes no progress (hung mount)", labels=["source"])
+        owned = GaugeMetricFamily("synchrod_source_owned", "1 when this daemon owns the source "
+                                  "and runs its cycles, 0 when another daemon does (standby) or "
+                                  "it is disabled", labels=["source"])
         for s in sources:
             name = [s["sysname"]]
             if s["backlog"] is not None:
@@ -163,6 +195,8 @@ class _LiveCollector:
             enabled.add_metric(name, 0 if s["disabled_by"] else 1)
             paused.add_metric(name, 1 if s["paused"] else 0)
             stalled.add_metric(name, 1 if s["stalled"] else 0)
+            # a disabled source is released by its owner at its group's next round
+            owned.add_metric(name, 0 if s["state"] in ("standby", "disabled") else 1)
         usage = GaugeMetricFamily("synchrod_target_path_usage_ratio",
                                   "Used fraction of the target path's filesystem", labels=["path"])
         watermark = GaugeMetricFamily("synchrod_target_path_watermark_ratio",
@@ -188,8 +222,8 @@ class _LiveCollector:
                 accepting.add_metric([path], 1 if fs["accepting"] else 0)
         info = InfoMetricFamily("synchrod_build", "Version of synchrod",
                                 value={"version": __version__})
-        yield from (backlog, lag, up, last_ok, enabled, paused, stalled, usage, watermark, full,
-                    available, level, accepting, info)
+        yield from (backlog, lag, up, owned, last_ok, enabled, paused, stalled, usage, watermark,
+                    full, available, level, accepting, info)
 
 
 class _ArchiveCollector:

@@ -188,19 +188,22 @@ class Monitor:
         self.hub.publish("deletion_job", job)
 
     def _on_archive(self, what: str, data: dict) -> None:
-        if what == "batch":
-            self.metrics.observe_archive_batch(data["task"], data["ok"], data["failed"], data["bytes"])
-        self.board.on_archive(what, data)
+        self.metrics.observe_archive(what, data)
+        if what != "slot":   # a slot that did not run is no run for the page's live view
+            self.board.on_archive(what, data)
 
     def _on_cycle(self, runtime, result) -> None:
         self.metrics.observe_cycle(runtime.config.sysname, result)
         self.board.on_cycle(runtime, result)
 
     def config_applied(self, old, new, ok: bool) -> None:
-        """After a reload: counts it; series of removed sources go, new ones start at 0."""
+        """After a reload: counts it; series of removed sources go, new sources and archive
+        tasks start at 0 (a counter first seen at 1 would show no increase)."""
         self.metrics.reloaded(ok)
         if not ok:
             return
+        for task in new.archive.tasks:
+            self.metrics.add_archive_task(task.name)
         self.hub.publish("snapshot", self.board.status())  # sources may have come or gone
         old_names = {s.sysname for s in old.sources}
         new_names = {s.sysname for s in new.sources}
