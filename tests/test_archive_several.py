@@ -256,3 +256,25 @@ def test_archive_history_is_pruned_with_the_cycle_history_and_the_manifest_stays
     assert sorted(p for p in dest.rglob("*") if p.is_file()) == on_disk
     assert len(env.target("SELECT 1 FROM synchrod.archive_files")) == 4
     assert _prune_like_the_daemon(env) == (0, 0), "nothing more to prune"
+
+
+def test_a_slot_without_a_run_is_recorded_once_and_said_so(env):
+    """``record_slot`` tells whether it recorded the slot, so a slot the
+    scheduler meets again (or one that ran) is not counted a second time."""
+    env.once(check_rc=0)   # synchrod's schema in the replay database
+    slot = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.timezone.utc)
+    ran = slot + dt.timedelta(days=1)
+
+    async def go():
+        conn = await connect(env.raw["target"]["database"])
+        try:
+            first = await archiveruns.record_slot(conn, "nightly", slot, "missed", "m", "d1")
+            again = await archiveruns.record_slot(conn, "nightly", slot, "skipped", "s", "d2")
+            assert await archiveruns.start(conn, "nightly", ran, "d1", None) is not None
+            after_run = await archiveruns.record_slot(conn, "nightly", ran, "skipped", "s", "d2")
+            return first, again, after_run
+        finally:
+            await conn.close()
+    assert asyncio.run(go()) == (True, False, False)
+    assert env.target("SELECT state, daemon FROM synchrod.archive_runs ORDER BY slot_at") == \
+        [("missed", "d1"), ("running", "d1")]

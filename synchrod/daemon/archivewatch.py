@@ -75,18 +75,18 @@ class ArchiveWatch:
                                       active_since=self.active_since, now=now,
                                       once_done=rec["once_done"])
                 for slot in p.missed:
-                    await archiveruns.record_slot(conn, task.name, slot, "missed",
-                                                  f"Task '{task.name}' missed: no daemon ran it at "
-                                                  "its time", self.engine.daemon_name)
-                    self._slot(task.name, slot, "missed")
+                    if await archiveruns.record_slot(conn, task.name, slot, "missed",
+                                                     f"Task '{task.name}' missed: no daemon ran it "
+                                                     "at its time", self.engine.daemon_name):
+                        self._slot(task.name, slot, "missed")
                 if p.missed:
                     log.warning("archive_slots_missed", task=task.name, slots=len(p.missed))
                 if p.due is not None:
                     if task.name in self.running:
-                        await archiveruns.record_slot(conn, task.name, p.due, "skipped",
-                                                      f"Task '{task.name}' skipped: its previous "
-                                                      "run was still going", self.engine.daemon_name)
-                        self._slot(task.name, p.due, "skipped")
+                        if await archiveruns.record_slot(conn, task.name, p.due, "skipped",
+                                                         f"Task '{task.name}' skipped: its previous "
+                                                         "run was still going", self.engine.daemon_name):
+                            self._slot(task.name, p.due, "skipped")
                         log.warning("archive_slot_skipped", task=task.name, slot=clock.iso(p.due))
                     else:
                         self.start(task, p.due)
@@ -127,12 +127,14 @@ class ArchiveWatch:
             finally:
                 await conn.close()
         except archive_tasks.TaskBusy:
-            if slot_at is not None:
+            if slot_at is not None:   # a run by hand refused so has no slot to count
                 async with self.engine.target_pool.acquire(timeout=10) as conn:
-                    await archiveruns.record_slot(conn, task.name, slot_at, "skipped",
-                                                  f"Task '{task.name}' skipped: its previous run "
-                                                  "was still going", self.engine.daemon_name)
-                self._slot(task.name, slot_at, "skipped")
+                    recorded = await archiveruns.record_slot(
+                        conn, task.name, slot_at, "skipped",
+                        f"Task '{task.name}' skipped: its previous run was still going",
+                        self.engine.daemon_name)
+                if recorded:
+                    self._slot(task.name, slot_at, "skipped")
         except Exception as exc:  # noqa: BLE001 - logged; the next slot tries again
             log.warning("archive_run_error", task=task.name,
                         error=redact(f"{type(exc).__name__}: {exc}"))

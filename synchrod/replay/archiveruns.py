@@ -24,6 +24,7 @@ _SLOT = """
 INSERT INTO synchrod.archive_runs (task, slot_at, state, message, started_at, finished_at, daemon)
 VALUES ($1, $2, $3, $4, $2, now(), $5)
 ON CONFLICT (task, slot_at) DO NOTHING
+RETURNING id
 """
 _FINISH = f"""
 UPDATE synchrod.archive_runs SET state = $2, message = $3, finished_at = now()
@@ -90,10 +91,11 @@ async def start(conn: asyncpg.Connection, task: str, slot_at: dt.datetime | None
 
 
 async def record_slot(conn: asyncpg.Connection, task: str, slot_at: dt.datetime, state: str,
-                      message: str, daemon: str) -> None:
+                      message: str, daemon: str) -> bool:
     """A slot that did not run: ``missed`` (no daemon ran then) or ``skipped``
-    (the previous run was still going); once per slot."""
-    await conn.execute(_SLOT, task, slot_at, state, message, daemon)
+    (the previous run was still going); once per slot. False when the slot
+    had its row already (recorded before, or it ran)."""
+    return await conn.fetchval(_SLOT, task, slot_at, state, message, daemon) is not None
 
 
 async def finish(conn: asyncpg.Connection, run_id: int, state: str, message: str) -> dict:
