@@ -11,19 +11,16 @@ are only taken of counters."""
 from __future__ import annotations
 
 import collections
-import os
 import re
-import shutil
 import subprocess
 
 import _daemon
-import pytest
 import yaml
 from _daemon import wait_until
 from _monitor import enable_monitor, start_monitor
 from conftest import REPO
 from prometheus_client.parser import text_string_to_metric_families
-from test_metrics import scrape
+from test_metrics import promtool, scrape
 
 daemons = _daemon.daemons   # the fixture (bound, not imported: no unused-import warning)
 
@@ -38,16 +35,8 @@ _NOT_METRICS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", 
                 "group_left", "group_right", "inf", "nan"}
 
 
-def _promtool() -> str:
-    found = shutil.which("promtool") or ("/usr/bin/promtool"
-                                         if os.path.exists("/usr/bin/promtool") else None)
-    if found is None:
-        pytest.skip("promtool is not installed")
-    return found
-
-
 def _promtool_run(*args: str) -> str:
-    proc = subprocess.run([_promtool(), *args], cwd=REPO, capture_output=True, text=True, check=False,
+    proc = subprocess.run([promtool(), *args], cwd=REPO, capture_output=True, text=True, check=False,
                           timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"promtool {' '.join(args)} exited {proc.returncode}:\n{out}"

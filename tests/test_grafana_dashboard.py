@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from _daemon import wait_until
 from _monitor import enable_monitor, start_monitor
 from _sync_helpers import wav
 from conftest import REPO
-from test_metrics import scrape
+from test_metrics import promtool, scrape
 
 from synchrod.testing.recorders import CallSpec
 
@@ -113,20 +111,12 @@ def _substitute(expr: str) -> str:
     return _VARIABLE.sub(value, expr)
 
 
-def _promtool() -> str:
-    found = shutil.which("promtool") or ("/usr/bin/promtool"
-                                         if os.path.exists("/usr/bin/promtool") else None)
-    if found is None:
-        pytest.skip("promtool is not installed")
-    return found
-
-
 def _promtool_parses(exprs: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     rules = {"groups": [{"name": "dashboard", "rules": [
         {"record": f"dashboard:expr_{i}", "expr": e} for i, e in enumerate(exprs)]}]}
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
-    return subprocess.run([_promtool(), "check", "rules", str(path)], check=False,
+    return subprocess.run([promtool(), "check", "rules", str(path)], check=False,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -46,12 +46,17 @@ def scrape(mon) -> Scrape:
     return Scrape(reply.text)
 
 
-def promtool_check(text: str) -> None:
-    promtool = shutil.which("promtool") or ("/usr/bin/promtool"
-                                            if os.path.exists("/usr/bin/promtool") else None)
-    if promtool is None:
+def promtool() -> str:
+    """The path of promtool (Debian's package prometheus); the test is skipped without it."""
+    found = shutil.which("promtool") or ("/usr/bin/promtool"
+                                         if os.path.exists("/usr/bin/promtool") else None)
+    if found is None:
         pytest.skip("promtool is not installed")
-    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+    return found
+
+
+def promtool_check(text: str) -> None:
+    proc = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True,
                           text=True, timeout=30)
     assert proc.returncode == 0 and not proc.stdout.strip() and not proc.stderr.strip(), \
         (proc.returncode, proc.stdout, proc.stderr)
